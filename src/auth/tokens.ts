@@ -1,0 +1,102 @@
+/**
+ * Connection tokens: JWTs signed HS256 with the app's secret.
+ *
+ * Claims: `app` (app id), `sub` (user id), `exp` (required), optional
+ * `channels` (patterns the connection may subscribe to, see core/channels).
+ */
+import { decodeJwt, errors, jwtVerify, SignJWT } from 'jose';
+import { SilkError } from '../core/errors.js';
+import { isValidUser } from '../core/users.js';
+
+/** What a verified token grants. */
+export interface Grant {
+  readonly app: string;
+  readonly user: string;
+  /** Expiry, ms since the epoch. */
+  readonly expires: number;
+  /** Subscribe patterns, or null for none. */
+  readonly channels: readonly string[] | null;
+}
+
+/** Largest `channels` claim accepted, to bound the cost of permission checks. */
+export const MAX_CHANNEL_PATTERNS = 256;
+const MAX_TOKEN_LENGTH = 8192;
+
+/** Looks up an app's signing key; undefined for unknown apps. */
+export type KeyLookup = (app: string) => Uint8Array | undefined;
+
+/** Encode an app secret as an HS256 key. */
+export function secretKey(secret: string): Uint8Array {
+  return new TextEncoder().encode(secret);
+}
+
+/**
+ * Verify a connection token.
+ * @throws SilkError `token_missing`, `token_invalid`, `token_expired` or `app_not_found`
+ */
+export async function verifyToken(token: string | null | undefined, keyOf: KeyLookup): Promise<Grant> {
+  if (token === null || token === undefined || token === '') throw new SilkError('token_missing', 'no token given');
+  if (token.length > MAX_TOKEN_LENGTH) throw new SilkError('token_invalid', 'the token is too long');
+  let app: unknown;
+  try {
+    app = decodeJwt(token)['app'];
+  } catch {
+    throw new SilkError('token_invalid', 'the token is not a JWT');
+  }
+  if (typeof app !== 'string') throw new SilkError('token_invalid', 'the token has no `app` claim');
+  const key = keyOf(app);
+  if (key === undefined) throw new SilkError('app_not_found', `no app ${JSON.stringify(app)}`);
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] }));
+  } catch (err) {
+    if (err instanceof errors.JWTExpired) throw new SilkError('token_expired', 'the token has expired');
+    const why = err instanceof errors.JOSEError ? err.code : 'unreadable';
+    throw new SilkError('token_invalid', `the token does not verify (${why})`);
+  }
+  const user = payload.sub;
+  if (!isValidUser(user)) throw new SilkError('token_invalid', '`sub` must be a user id of 1–200 characters');
+  const channels = payload['channels'];
+  if (channels !== undefined) {
+    if (
+      !Array.isArray(channels) ||
+      channels.length > MAX_CHANNEL_PATTERNS ||
+      !channels.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 201)
+    ) {
+      throw new SilkError('token_invalid', `\`channels\` must be an array of at most ${MAX_CHANNEL_PATTERNS} patterns`);
+    }
+  }
+  return {
+    app,
+    user,
+    expires: (payload.exp as number) * 1000,
+    channels: channels === undefined ? null : (channels as string[]),
+  };
+}
+
+/** Parse a duration such as `30s`, `15m`, `1h`, `7d` (or plain seconds) into seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(s|m|h|d)?$/.exec(text);
+  if (m === null) throw new SilkError('invalid_request', `bad duration ${JSON.stringify(text)}: use 30s, 15m, 1h or 7d`);
+  const n = Number(m[1]);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+  return n * unit;
+}
+
+/** Mint a connection token (for `silk token`, tests and app backends written in JS). */
+export async function signToken(opts: {
+  app: string;
+  user: string;
+  secret: string;
+  ttlSeconds: number;
+  channels?: readonly string[];
+}): Promise<string> {
+  const claims: Record<string, unknown> = { app: opts.app };
+  if (opts.channels !== undefined) claims['channels'] = opts.channels;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(opts.user)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + opts.ttlSeconds)
+    .sign(secretKey(opts.secret));
+}

@@ -1,0 +1,231 @@
+/**
+ * Configuration: every default in one object, one validator that rejects
+ * unknown keys and bad values with a message naming the exact key.
+ *
+ * Precedence, lowest first: defaults, the JSON file, environment variables,
+ * command-line flags. `docs/configuration.md` documents each key.
+ */
+
+/** One tenant: its id, the secret that signs its connection tokens, its API key. */
+export interface AppConfig {
+  readonly id: string;
+  readonly secret: string;
+  readonly apiKey: string;
+}
+
+/** Bounds on every buffer, queue and rate. */
+export interface Limits {
+  /** Largest inbound WebSocket frame (bytes). @default 65536 */
+  readonly maxFrameBytes: number;
+  /** Largest HTTP request body (bytes). @default 1048576 */
+  readonly maxBodyBytes: number;
+  /** Largest published `data`, serialised (bytes). @default 65536 */
+  readonly maxMessageBytes: number;
+  /** Users or channels one message may name. @default 1000 */
+  readonly maxRecipients: number;
+  /** Channels one connection may be subscribed to. @default 128 */
+  readonly maxSubscriptionsPerConnection: number;
+  /** Inbound frames per second per connection before it is closed. @default 100 */
+  readonly maxFramesPerSecond: number;
+  /** Bytes queued for one connection before it is closed as a slow consumer. @default 4194304 */
+  readonly maxOutboundBytes: number;
+  /** Open connections per app. @default 100000 */
+  readonly maxConnectionsPerApp: number;
+  /** Server API requests per second per app (0: unlimited). @default 10000 */
+  readonly apiRequestsPerSecond: number;
+}
+
+export interface Config {
+  /** TCP port for the HTTP API and WebSocket connections. @default 8080 */
+  readonly port: number;
+  /** Address to listen on. @default "0.0.0.0" */
+  readonly host: string;
+  /** Where the node keeps its state. @default "./data" */
+  readonly dataDir: string;
+  /** The tenants. Empty: a `default` app is created and kept in the data dir. */
+  readonly apps: readonly AppConfig[];
+  /** Seconds between server pings; a client silent for two intervals is closed. @default 25 */
+  readonly heartbeatSeconds: number;
+  /** Seconds a drain (SIGTERM) waits for clients to close before closing them by force. @default 10 */
+  readonly drainSeconds: number;
+  /** pino log level. @default "info" */
+  readonly logLevel: LogLevel;
+  readonly limits: Limits;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  maxFrameBytes: 65536,
+  maxBodyBytes: 1048576,
+  maxMessageBytes: 65536,
+  maxRecipients: 1000,
+  maxSubscriptionsPerConnection: 128,
+  maxFramesPerSecond: 100,
+  maxOutboundBytes: 4194304,
+  maxConnectionsPerApp: 100000,
+  apiRequestsPerSecond: 10000,
+});
+
+export const DEFAULTS: Config = Object.freeze({
+  port: 8080,
+  host: '0.0.0.0',
+  dataDir: './data',
+  apps: [],
+  heartbeatSeconds: 25,
+  drainSeconds: 10,
+  logLevel: 'info',
+  limits: DEFAULT_LIMITS,
+});
+
+/** A configuration problem; the message names the key and what is wrong. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Where an integer limit may lie. */
+const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
+  maxFrameBytes: [256, 16 * 1024 * 1024],
+  maxBodyBytes: [1024, 64 * 1024 * 1024],
+  maxMessageBytes: [16, 16 * 1024 * 1024],
+  maxRecipients: [1, 1_000_000],
+  maxSubscriptionsPerConnection: [1, 100_000],
+  maxFramesPerSecond: [1, 1_000_000],
+  maxOutboundBytes: [1024, 1024 * 1024 * 1024],
+  maxConnectionsPerApp: [1, 100_000_000],
+  apiRequestsPerSecond: [0, 100_000_000],
+};
+
+const APP_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const TOP_KEYS = new Set(['port', 'host', 'dataDir', 'apps', 'heartbeatSeconds', 'drainSeconds', 'logLevel', 'limits']);
+const APP_KEYS = new Set(['id', 'secret', 'apiKey']);
+
+function fail(key: string, what: string, got: unknown): never {
+  throw new ConfigError(`${key} ${what}, got ${JSON.stringify(got) ?? String(got)}`);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.has(k)) {
+      throw new ConfigError(`${where}${k} is not a known key (known: ${[...allowed].join(', ')})`);
+    }
+  }
+}
+
+function integer(key: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    fail(key, `must be an integer from ${min} to ${max}`, v);
+  }
+  return v;
+}
+
+function seconds(key: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    fail(key, `must be a number of seconds from ${min} to ${max}`, v);
+  }
+  return v;
+}
+
+function string(key: string, v: unknown, minLength = 1): string {
+  if (typeof v !== 'string' || v.length < minLength) {
+    fail(key, minLength > 1 ? `must be a string of at least ${minLength} characters` : 'must be a non-empty string', v);
+  }
+  return v;
+}
+
+function validateApps(v: unknown): AppConfig[] {
+  if (!Array.isArray(v)) fail('apps', 'must be an array', v);
+  const ids = new Set<string>();
+  const keys = new Set<string>();
+  return v.map((raw: unknown, i) => {
+    const where = `apps[${i}]`;
+    if (!isObject(raw)) fail(where, 'must be an object', raw);
+    checkKeys(raw, APP_KEYS, `${where}.`);
+    const id = string(`${where}.id`, raw['id']);
+    if (!APP_ID.test(id)) fail(`${where}.id`, 'must be 1–64 characters of A-Z a-z 0-9 _ -', id);
+    // HS256 wants a key at least as long as the hash (RFC 7518 §3.2).
+    const secret = string(`${where}.secret`, raw['secret'], 32);
+    const apiKey = string(`${where}.apiKey`, raw['apiKey'], 16);
+    if (ids.has(id)) fail(`${where}.id`, 'is used by another app', id);
+    if (keys.has(apiKey)) throw new ConfigError(`${where}.apiKey is used by another app`);
+    ids.add(id);
+    keys.add(apiKey);
+    return { id, secret, apiKey };
+  });
+}
+
+function validateLimits(v: unknown): Limits {
+  if (!isObject(v)) fail('limits', 'must be an object', v);
+  checkKeys(v, new Set(Object.keys(DEFAULT_LIMITS)), 'limits.');
+  const out: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [k, range] of Object.entries(LIMIT_RANGES)) {
+    if (v[k] !== undefined) out[k] = integer(`limits.${k}`, v[k], range[0], range[1]);
+  }
+  return out as unknown as Limits;
+}
+
+/**
+ * Validate a parsed configuration file (or `{}`), filling in defaults.
+ * @throws ConfigError naming the first bad key
+ */
+export function validateConfig(file: unknown): Config {
+  if (!isObject(file)) fail('the configuration', 'must be a JSON object', file);
+  checkKeys(file, TOP_KEYS, '');
+  const c = { ...DEFAULTS } as { -readonly [K in keyof Config]: Config[K] };
+  if (file['port'] !== undefined) c.port = integer('port', file['port'], 0, 65535);
+  if (file['host'] !== undefined) c.host = string('host', file['host']);
+  if (file['dataDir'] !== undefined) c.dataDir = string('dataDir', file['dataDir']);
+  if (file['apps'] !== undefined) c.apps = validateApps(file['apps']);
+  if (file['heartbeatSeconds'] !== undefined) {
+    c.heartbeatSeconds = seconds('heartbeatSeconds', file['heartbeatSeconds'], 0.05, 3600);
+  }
+  if (file['drainSeconds'] !== undefined) c.drainSeconds = seconds('drainSeconds', file['drainSeconds'], 0, 3600);
+  if (file['logLevel'] !== undefined) {
+    if (!LOG_LEVELS.includes(file['logLevel'] as LogLevel)) {
+      fail('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`, file['logLevel']);
+    }
+    c.logLevel = file['logLevel'] as LogLevel;
+  }
+  if (file['limits'] !== undefined) c.limits = validateLimits(file['limits']);
+  return c;
+}
+
+/** Overrides from the environment and flags, already typed. */
+export interface Overrides {
+  port?: number;
+  host?: string;
+  dataDir?: string;
+}
+
+/**
+ * Read `SILK_PORT`, `SILK_HOST`, `SILK_DATA_DIR` from an environment.
+ * @throws ConfigError on a bad value
+ */
+export function overridesFromEnv(env: Readonly<Record<string, string | undefined>>): Overrides {
+  const o: Overrides = {};
+  if (env['SILK_PORT'] !== undefined) o.port = parsePort('SILK_PORT', env['SILK_PORT']);
+  if (env['SILK_HOST'] !== undefined) o.host = string('SILK_HOST', env['SILK_HOST']);
+  if (env['SILK_DATA_DIR'] !== undefined) o.dataDir = string('SILK_DATA_DIR', env['SILK_DATA_DIR']);
+  return o;
+}
+
+/** Parse a port given as text (env or flag). */
+export function parsePort(key: string, text: string): number {
+  if (!/^\d{1,5}$/.test(text)) fail(key, 'must be an integer from 0 to 65535', text);
+  return integer(key, Number(text), 0, 65535);
+}
+
+/** Apply overrides in order (later wins). */
+export function applyOverrides(config: Config, ...layers: Overrides[]): Config {
+  let out = config;
+  for (const layer of layers) out = { ...out, ...layer };
+  return out;
+}

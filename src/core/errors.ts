@@ -1,0 +1,137 @@
+/**
+ * One error vocabulary for the wire, the HTTP API and the logs.
+ *
+ * Every code is stable: it keeps its meaning forever and a retired code is
+ * never reused. `docs/errors.md` lists the same table and a test keeps the two
+ * in step.
+ */
+
+/** WebSocket close codes Silk uses (RFC 6455 §7.4; 4000–4999 are ours). */
+export const CloseCode = {
+  /** The client or server ended the session normally. */
+  NORMAL: 1000,
+  /** The node is draining (restart, upgrade): reconnect, ideally elsewhere. */
+  GOING_AWAY: 1001,
+  /** A frame was not valid WebSocket (binary data, bad UTF-8). */
+  UNSUPPORTED_DATA: 1003,
+  /** A frame was larger than `limits.maxFrameBytes`. */
+  FRAME_TOO_LARGE: 1009,
+  /** Unexpected server failure: reconnect with backoff. */
+  INTERNAL: 1011,
+  /** The connection token expired: fetch a fresh token, then reconnect. */
+  TOKEN_EXPIRED: 4001,
+  /** The app backend disconnected this user: do not reconnect on your own. */
+  DISCONNECTED: 4003,
+  /** Too many inbound frames per second: reconnect later. */
+  FLOOD: 4008,
+  /** The client read too slowly and its outbound queue overflowed: reconnect. */
+  SLOW_CONSUMER: 4009,
+  /** No frame from the client within two heartbeat intervals. */
+  HEARTBEAT_TIMEOUT: 4010,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+interface CodeSpec {
+  /** HTTP status when the code is answered by the HTTP API or the upgrade. */
+  readonly status: number;
+  /** Close code when the code ends a WebSocket connection, if it does. */
+  readonly close?: CloseCode;
+  /** What it means, for people. */
+  readonly description: string;
+}
+
+/** Every error code Silk emits. Keys are the codes. */
+export const ErrorCodes = {
+  invalid_json: { status: 400, description: 'The body or frame is not valid JSON.' },
+  invalid_request: {
+    status: 400,
+    description: 'A field is missing, has the wrong type or value, or is not known.',
+  },
+  invalid_target: {
+    status: 400,
+    description: 'The message target is not exactly one of users, channels or all, or names too many recipients.',
+  },
+  invalid_channel: {
+    status: 400,
+    description: 'The channel name is empty, too long, or has characters outside [A-Za-z0-9_.:@/=-].',
+  },
+  unknown_frame: { status: 400, description: 'The frame has a `type` this server does not know.' },
+  unauthorized: { status: 401, description: 'The API key is missing or is not the key of the app in the path.' },
+  token_missing: { status: 401, description: 'The connect request carries no `token`.' },
+  token_invalid: {
+    status: 401,
+    description: 'The token is malformed, unsigned, signed with another key or algorithm, or lacks `sub` or `exp`.',
+  },
+  token_expired: {
+    status: 401,
+    close: CloseCode.TOKEN_EXPIRED,
+    description: 'The token expired (at connect, or while connected: the server closes the connection).',
+  },
+  forbidden_channel: { status: 403, description: "The token's `channels` claim does not allow this channel." },
+  app_not_found: { status: 404, description: 'No app with this id is configured.' },
+  not_found: { status: 404, description: 'No such route.' },
+  method_not_allowed: { status: 405, description: 'The route exists but not for this HTTP method.' },
+  payload_too_large: {
+    status: 413,
+    close: CloseCode.FRAME_TOO_LARGE,
+    description: 'A request body, a message or a WebSocket frame is over its size limit.',
+  },
+  rate_limited: { status: 429, description: 'The app is over its API request rate.' },
+  too_many_subscriptions: {
+    status: 429,
+    description: 'The connection already holds `limits.maxSubscriptionsPerConnection` subscriptions.',
+  },
+  flood: {
+    status: 429,
+    close: CloseCode.FLOOD,
+    description: 'The connection sent more than `limits.maxFramesPerSecond` frames in one second.',
+  },
+  slow_consumer: {
+    status: 503,
+    close: CloseCode.SLOW_CONSUMER,
+    description: 'The connection read too slowly: its outbound queue passed `limits.maxOutboundBytes`.',
+  },
+  heartbeat_timeout: {
+    status: 408,
+    close: CloseCode.HEARTBEAT_TIMEOUT,
+    description: 'No frame from the client within two heartbeat intervals.',
+  },
+  disconnected: {
+    status: 200,
+    close: CloseCode.DISCONNECTED,
+    description: 'The app backend disconnected the user through the server API.',
+  },
+  too_many_connections: { status: 503, description: 'The app holds `limits.maxConnectionsPerApp` connections.' },
+  draining: {
+    status: 503,
+    close: CloseCode.GOING_AWAY,
+    description: 'The node is shutting down: it refuses new connections and closes open ones.',
+  },
+  internal: { status: 500, close: CloseCode.INTERNAL, description: 'An unexpected failure inside the server.' },
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** The one error type that crosses module boundaries. */
+export class SilkError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'SilkError';
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+  }
+
+  /** The JSON body the HTTP API answers with. */
+  toJSON(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** Close code for an error that ends a connection. */
+export function closeCodeOf(code: ErrorCode): CloseCode {
+  const spec: CodeSpec = ErrorCodes[code];
+  return spec.close ?? CloseCode.INTERNAL;
+}

@@ -1,0 +1,190 @@
+/**
+ * The node's local hub: which connections are open, which user each belongs
+ * to, and what each is subscribed to, per app. It resolves an envelope to
+ * the local connections that should receive it and hands each the shared
+ * frame; writing is the transport's business.
+ */
+import { messageFrame, type Envelope, type Outbound } from './message.js';
+
+/** A connection as the hub sees it; transports implement it. */
+export interface Peer {
+  readonly id: string;
+  readonly app: string;
+  readonly user: string;
+  /** Connect time, ms since the epoch. */
+  readonly since: number;
+  /** Transport name, such as `websocket`. */
+  readonly transport: string;
+  /** Channels this peer is subscribed to; owned by the hub, `null` until the first subscribe. */
+  channels: Set<string> | null;
+  /** Queue a frame for this peer. Must not throw. */
+  push(frame: Outbound): void;
+}
+
+/** Counters of one app on this node. */
+export interface AppCounters {
+  connections: number;
+  users: number;
+  channels: number;
+  subscriptions: number;
+  /** Messages accepted for delivery. */
+  messagesIn: number;
+  /** Frames delivered to connections. */
+  messagesOut: number;
+}
+
+class AppHub {
+  readonly peers = new Set<Peer>();
+  readonly users = new Map<string, Set<Peer>>();
+  readonly channels = new Map<string, Set<Peer>>();
+  subscriptions = 0;
+  messagesIn = 0;
+  messagesOut = 0;
+}
+
+export class Hub {
+  readonly #apps = new Map<string, AppHub>();
+
+  #app(app: string): AppHub {
+    let a = this.#apps.get(app);
+    if (a === undefined) {
+      a = new AppHub();
+      this.#apps.set(app, a);
+    }
+    return a;
+  }
+
+  /** Register an open connection. */
+  add(peer: Peer): void {
+    const a = this.#app(peer.app);
+    a.peers.add(peer);
+    let devices = a.users.get(peer.user);
+    if (devices === undefined) {
+      devices = new Set();
+      a.users.set(peer.user, devices);
+    }
+    devices.add(peer);
+  }
+
+  /** Forget a closed connection and its subscriptions. */
+  remove(peer: Peer): void {
+    const a = this.#apps.get(peer.app);
+    if (a === undefined || !a.peers.delete(peer)) return;
+    const devices = a.users.get(peer.user);
+    if (devices !== undefined) {
+      devices.delete(peer);
+      if (devices.size === 0) a.users.delete(peer.user);
+    }
+    if (peer.channels !== null) {
+      for (const ch of peer.channels) this.#unlink(a, peer, ch);
+      peer.channels = null;
+    }
+  }
+
+  /** Subscribe; false if already subscribed. */
+  subscribe(peer: Peer, channel: string): boolean {
+    const a = this.#app(peer.app);
+    if (peer.channels === null) peer.channels = new Set();
+    if (peer.channels.has(channel)) return false;
+    peer.channels.add(channel);
+    let subs = a.channels.get(channel);
+    if (subs === undefined) {
+      subs = new Set();
+      a.channels.set(channel, subs);
+    }
+    subs.add(peer);
+    a.subscriptions++;
+    return true;
+  }
+
+  /** Unsubscribe; false if not subscribed. */
+  unsubscribe(peer: Peer, channel: string): boolean {
+    if (peer.channels === null || !peer.channels.delete(channel)) return false;
+    this.#unlink(this.#app(peer.app), peer, channel);
+    return true;
+  }
+
+  #unlink(a: AppHub, peer: Peer, channel: string): void {
+    const subs = a.channels.get(channel);
+    if (subs === undefined) return;
+    if (subs.delete(peer)) a.subscriptions--;
+    if (subs.size === 0) a.channels.delete(channel);
+  }
+
+  /** Count a message accepted for delivery by this node's API. */
+  countIn(app: string): void {
+    this.#app(app).messagesIn++;
+  }
+
+  /**
+   * Hand an envelope to every local connection it targets. Each frame is
+   * built once and shared. Returns the number of deliveries.
+   */
+  deliver(env: Envelope): number {
+    const a = this.#apps.get(env.app);
+    if (a === undefined) return 0;
+    const t = env.target;
+    let n = 0;
+    if ('channels' in t) {
+      for (const ch of t.channels) {
+        const subs = a.channels.get(ch);
+        if (subs === undefined) continue;
+        const frame = messageFrame(env, ch);
+        for (const p of subs) p.push(frame);
+        n += subs.size;
+      }
+    } else if ('users' in t) {
+      let frame: Outbound | undefined;
+      for (const u of t.users) {
+        const devices = a.users.get(u);
+        if (devices === undefined) continue;
+        frame ??= messageFrame(env);
+        for (const p of devices) p.push(frame);
+        n += devices.size;
+      }
+    } else if (a.peers.size > 0) {
+      const frame = messageFrame(env);
+      for (const p of a.peers) p.push(frame);
+      n = a.peers.size;
+    }
+    a.messagesOut += n;
+    return n;
+  }
+
+  /** Every connection of `user`, on this node. */
+  devices(app: string, user: string): readonly Peer[] {
+    const d = this.#apps.get(app)?.users.get(user);
+    return d === undefined ? [] : [...d];
+  }
+
+  /** Connections of `app` on this node. */
+  peers(app: string): Iterable<Peer> {
+    return this.#apps.get(app)?.peers ?? [];
+  }
+
+  /** Subscribers of `channel` on this node. */
+  subscriberCount(app: string, channel: string): number {
+    return this.#apps.get(app)?.channels.get(channel)?.size ?? 0;
+  }
+
+  /** Counters for `app` on this node. */
+  counters(app: string): AppCounters {
+    const a = this.#apps.get(app);
+    if (a === undefined) {
+      return { connections: 0, users: 0, channels: 0, subscriptions: 0, messagesIn: 0, messagesOut: 0 };
+    }
+    return {
+      connections: a.peers.size,
+      users: a.users.size,
+      channels: a.channels.size,
+      subscriptions: a.subscriptions,
+      messagesIn: a.messagesIn,
+      messagesOut: a.messagesOut,
+    };
+  }
+
+  /** Connections of `app` on this node (cheap). */
+  connectionCount(app: string): number {
+    return this.#apps.get(app)?.peers.size ?? 0;
+  }
+}

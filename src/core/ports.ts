@@ -1,0 +1,44 @@
+/**
+ * The ports the core talks through. Each has an in-process implementation
+ * (`src/engines/memory`) and, in cluster mode, a Redis one. No library type
+ * appears here.
+ */
+import type { Envelope } from './message.js';
+
+export type { Ids } from './ids.js';
+
+/** Carries envelopes from the API of any node to the hubs of the nodes that hold their targets. */
+export interface Bus {
+  /** Send an envelope towards every node that may hold one of its targets. */
+  publish(env: Envelope): void;
+  /** Receive envelopes addressed to this node. One handler per bus. */
+  onEnvelope(handler: (env: Envelope) => void): void;
+  close(): Promise<void>;
+}
+
+/** One connected device of a user. */
+export interface Device {
+  readonly connection: string;
+  /** Connect time, ISO 8601. */
+  readonly since: string;
+  readonly transport: string;
+  /** Node holding the connection. */
+  readonly node: string;
+}
+
+/** Live counts of one app, over every node. */
+export interface AppStats {
+  readonly connections: number;
+  readonly users: number;
+  readonly channels: number;
+  readonly subscriptions: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+}
+
+/** Who is connected where. */
+export interface Presence {
+  devices(app: string, user: string): Promise<readonly Device[]>;
+  subscribers(app: string, channel: string): Promise<number>;
+  stats(app: string): Promise<AppStats>;
+}

@@ -1,0 +1,93 @@
+/**
+ * Validating a publish request: the shape of the server API's
+ * `POST /v1/apps/{app}/messages` body, independent of HTTP.
+ */
+import { isValidChannel } from './channels.js';
+import { SilkError } from './errors.js';
+import type { Target } from './message.js';
+import { isValidUser } from './users.js';
+
+/** A checked publish request; `data` is serialised JSON. */
+export interface PublishRequest {
+  readonly target: Target;
+  readonly data: string;
+  readonly event?: string;
+}
+
+export interface PublishLimits {
+  readonly maxMessageBytes: number;
+  readonly maxRecipients: number;
+}
+
+const BODY_KEYS = new Set(['to', 'data', 'event']);
+const MAX_EVENT_LENGTH = 100;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function names(
+  kind: 'users' | 'channels',
+  v: unknown,
+  valid: (s: unknown) => boolean,
+  max: number,
+): string[] {
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new SilkError('invalid_target', `to.${kind} must be a non-empty array of strings`);
+  }
+  if (v.length > max) {
+    throw new SilkError('invalid_target', `to.${kind} names ${v.length} recipients; the limit is ${max}`);
+  }
+  for (const s of v) {
+    if (!valid(s)) {
+      throw new SilkError(
+        kind === 'channels' ? 'invalid_channel' : 'invalid_target',
+        `to.${kind} has an invalid name: ${JSON.stringify(s)}`,
+      );
+    }
+  }
+  return [...new Set(v as string[])];
+}
+
+function target(to: unknown, max: number): Target {
+  if (!isObject(to)) throw new SilkError('invalid_target', '`to` must be an object: {users}, {channels} or {all: true}');
+  const keys = Object.keys(to);
+  if (keys.length !== 1) {
+    throw new SilkError('invalid_target', '`to` must have exactly one of `users`, `channels`, `all`');
+  }
+  switch (keys[0]) {
+    case 'users':
+      return { users: names('users', to['users'], isValidUser, max) };
+    case 'channels':
+      return { channels: names('channels', to['channels'], isValidChannel, max) };
+    case 'all':
+      if (to['all'] !== true) throw new SilkError('invalid_target', '`to.all` must be true');
+      return { all: true };
+    default:
+      throw new SilkError('invalid_target', `\`to.${keys[0]}\` is not a target: use users, channels or all`);
+  }
+}
+
+/**
+ * Check a parsed publish body.
+ * @throws SilkError `invalid_request`, `invalid_target`, `invalid_channel` or `payload_too_large`
+ */
+export function validatePublish(body: unknown, limits: PublishLimits): PublishRequest {
+  if (!isObject(body)) throw new SilkError('invalid_request', 'the body must be a JSON object');
+  for (const k of Object.keys(body)) {
+    if (!BODY_KEYS.has(k)) throw new SilkError('invalid_request', `unknown field \`${k}\``);
+  }
+  if (body['to'] === undefined) throw new SilkError('invalid_target', '`to` is required');
+  const t = target(body['to'], limits.maxRecipients);
+  if (!('data' in body)) throw new SilkError('invalid_request', '`data` is required (any JSON value)');
+  const data = JSON.stringify(body['data']);
+  if (Buffer.byteLength(data) > limits.maxMessageBytes) {
+    throw new SilkError('payload_too_large', `\`data\` is over limits.maxMessageBytes (${limits.maxMessageBytes} bytes)`);
+  }
+  const event = body['event'];
+  if (event === undefined) return { target: t, data };
+  if (typeof event !== 'string' || event.length === 0 || event.length > MAX_EVENT_LENGTH) {
+    throw new SilkError('invalid_request', `\`event\` must be a string of 1–${MAX_EVENT_LENGTH} characters`);
+  }
+  return { target: t, data, event };
+}

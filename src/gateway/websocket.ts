@@ -1,0 +1,330 @@
+/**
+ * The WebSocket gateway: authenticates upgrades, runs the protocol on each
+ * connection, and enforces the per-connection limits.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { verifyToken, type Grant, type KeyLookup } from '../auth/tokens.js';
+import { allows, isValidChannel } from '../core/channels.js';
+import { closeCodeOf, SilkError, type ErrorCode } from '../core/errors.js';
+import type { Hub } from '../core/hub.js';
+import { WsConnection, type ConnectionContext } from './connection.js';
+import { Flusher } from './flusher.js';
+import { HeartbeatWheel } from './heartbeat.js';
+import {
+  errorFrame,
+  FrameError,
+  parseClientFrame,
+  PING,
+  PONG,
+  replyFrame,
+  welcomeFrame,
+  type ClientFrame,
+} from './protocol.js';
+
+/** The route devices connect to. */
+export const CONNECT_PATH = '/v1/connect';
+
+/** Limits the gateway enforces. */
+export interface GatewayLimits {
+  readonly maxFrameBytes: number;
+  readonly maxSubscriptionsPerConnection: number;
+  readonly maxFramesPerSecond: number;
+  readonly maxOutboundBytes: number;
+  readonly maxConnectionsPerApp: number;
+}
+
+/** Things the gateway reports, for metrics. */
+export interface GatewayEvents {
+  frameError(code: ErrorCode): void;
+  closed(reason: ErrorCode | 'client'): void;
+  opened(): void;
+}
+
+export interface GatewayOptions {
+  readonly hub: Hub;
+  readonly keyOf: KeyLookup;
+  readonly nodeId: string;
+  readonly heartbeatSeconds: number;
+  readonly limits: GatewayLimits;
+  readonly logger: Logger;
+  readonly events: GatewayEvents;
+}
+
+/** Write a JSON error response on a socket that has not been upgraded, then close it. */
+function refuse(socket: Duplex, err: SilkError): void {
+  const body = JSON.stringify(err.toJSON());
+  const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : 'Error';
+  socket.end(
+    `HTTP/1.1 ${err.status} ${reason}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function ignore(): void {}
+
+// Shared event handlers: `this` is the connection, no closure per socket.
+function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  gatewayOf(this).receive(this as WsConnection, data, isBinary);
+}
+function onSeen(this: WebSocket): void {
+  (this as WsConnection).lastSeen = Date.now();
+}
+function onClose(this: WebSocket): void {
+  gatewayOf(this).closed(this as WsConnection);
+}
+function onError(this: WebSocket, err: Error & { code?: string }): void {
+  // ws closes the connection itself after a protocol error (1002, 1007, 1009).
+  gatewayOf(this).protocolError(this as WsConnection, err);
+}
+function gatewayOf(ws: WebSocket): WebSocketGateway {
+  return ((ws as WsConnection).ctx as GatewayContext).gateway;
+}
+
+class GatewayContext implements ConnectionContext {
+  readonly gateway: WebSocketGateway;
+  readonly maxOutboundBytes: number;
+  readonly #flusher: Flusher;
+
+  constructor(gateway: WebSocketGateway, flusher: Flusher, maxOutboundBytes: number) {
+    this.gateway = gateway;
+    this.#flusher = flusher;
+    this.maxOutboundBytes = maxOutboundBytes;
+  }
+
+  mark(c: WsConnection): void {
+    this.#flusher.mark(c);
+  }
+
+  overflow(c: WsConnection): void {
+    this.gateway.end(c, 'slow_consumer');
+  }
+}
+
+export class WebSocketGateway {
+  readonly #o: GatewayOptions;
+  readonly #wss: WebSocketServer;
+  readonly #flusher = new Flusher();
+  readonly #wheel: HeartbeatWheel<WsConnection>;
+  readonly #ctx: GatewayContext;
+  readonly #all = new Set<WsConnection>();
+  readonly #heartbeatMs: number;
+  #pending = new Map<string, number>();
+  #seq = 0;
+  #draining = false;
+  #drained: (() => void) | undefined;
+
+  constructor(options: GatewayOptions) {
+    this.#o = options;
+    this.#heartbeatMs = options.heartbeatSeconds * 1000;
+    this.#ctx = new GatewayContext(this, this.#flusher, options.limits.maxOutboundBytes);
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: options.limits.maxFrameBytes,
+      WebSocket: WsConnection,
+    });
+    this.#wheel = new HeartbeatWheel(this.#heartbeatMs, (c, now) => this.#beat(c, now));
+  }
+
+  /** Open connections on this node. */
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** Handle an HTTP upgrade request for {@link CONNECT_PATH}. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', ignore);
+    this.#upgrade(req, socket, head).catch((err: unknown) => {
+      this.#o.logger.error({ err }, 'upgrade failed');
+      if (!socket.destroyed) refuse(socket, new SilkError('internal', 'upgrade failed'));
+    });
+  }
+
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
+    const url = new URL(req.url ?? '/', 'http://x');
+    let grant: Grant;
+    try {
+      grant = await verifyToken(url.searchParams.get('token'), this.#o.keyOf);
+    } catch (err) {
+      if (err instanceof SilkError) return refuse(socket, err);
+      throw err;
+    }
+    const app = grant.app;
+    // Upgrades still in the handshake count too, so a burst cannot overshoot the limit.
+    const pending = this.#pending.get(app) ?? 0;
+    if (this.#o.hub.connectionCount(app) + pending >= this.#o.limits.maxConnectionsPerApp) {
+      return refuse(socket, new SilkError('too_many_connections', `app ${app} is at its connection limit`));
+    }
+    if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
+    if (socket.destroyed) return;
+    this.#pending.set(app, pending + 1);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const n = (this.#pending.get(app) ?? 1) - 1;
+      if (n === 0) this.#pending.delete(app);
+      else this.#pending.set(app, n);
+      this.#open(ws as WsConnection, socket, grant);
+    });
+  }
+
+  #open(c: WsConnection, socket: Duplex, grant: Grant): void {
+    const now = Date.now();
+    c.id = this.#o.nodeId + '.' + (++this.#seq).toString(36);
+    c.app = grant.app;
+    c.user = grant.user;
+    c.since = now;
+    c.patterns = grant.channels;
+    c.expires = grant.expires;
+    c.lastSeen = now;
+    c.window = now;
+    c.ctx = this.#ctx;
+    c.sock = socket;
+    c.live = true;
+    c.on('message', onMessage);
+    c.on('pong', onSeen);
+    c.on('ping', onSeen);
+    c.on('close', onClose);
+    c.on('error', onError);
+    this.#all.add(c);
+    this.#wheel.add(c);
+    this.#o.hub.add(c);
+    this.#o.events.opened();
+    c.push(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds));
+    if (this.#draining) this.end(c, 'draining');
+  }
+
+  /** A frame from a client. */
+  receive(c: WsConnection, data: RawData, isBinary: boolean): void {
+    if (!c.live) return;
+    const now = Date.now();
+    c.lastSeen = now;
+    if (now - c.window >= 1000) {
+      c.window = now;
+      c.frames = 0;
+    }
+    if (++c.frames > this.#o.limits.maxFramesPerSecond) return this.end(c, 'flood');
+    if (isBinary) return this.#reject(c, new FrameError('invalid_request', 'binary frames are not part of protocol v1'));
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(data.toString());
+    } catch (err) {
+      return this.#reject(c, err as FrameError);
+    }
+    switch (frame.type) {
+      case 'subscribe':
+        return this.#subscribe(c, frame.id, frame.channel);
+      case 'unsubscribe':
+        if (!isValidChannel(frame.channel)) {
+          return this.#reject(c, new FrameError('invalid_channel', 'invalid channel name', frame.id));
+        }
+        this.#o.hub.unsubscribe(c, frame.channel);
+        return c.push(replyFrame(frame.id));
+      case 'ping':
+        return c.push(frame.id === undefined ? PONG : replyFrame(frame.id));
+      case 'pong':
+        return;
+    }
+  }
+
+  #subscribe(c: WsConnection, id: number, channel: unknown): void {
+    if (!isValidChannel(channel)) return this.#reject(c, new FrameError('invalid_channel', 'invalid channel name', id));
+    if (!allows(c.patterns, channel)) {
+      return this.#reject(c, new FrameError('forbidden_channel', `the token does not allow channel ${channel}`, id));
+    }
+    if (c.channels !== null && !c.channels.has(channel) && c.channels.size >= this.#o.limits.maxSubscriptionsPerConnection) {
+      return this.#reject(
+        c,
+        new FrameError('too_many_subscriptions', `at most ${this.#o.limits.maxSubscriptionsPerConnection} subscriptions`, id),
+      );
+    }
+    this.#o.hub.subscribe(c, channel);
+    c.push(replyFrame(id));
+  }
+
+  #reject(c: WsConnection, err: FrameError): void {
+    this.#o.events.frameError(err.code);
+    c.push(errorFrame(err.code, err.message, err.requestId));
+  }
+
+  /** ws reported a protocol error; it closes the connection itself. */
+  protocolError(c: WsConnection, err: Error & { code?: string }): void {
+    const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'payload_too_large' : 'invalid_request';
+    this.#o.events.frameError(code);
+    this.#o.logger.debug({ app: c.app, user: c.user, connection: c.id, err: err.message }, 'protocol error');
+    if (c.live) this.#forget(c, code);
+  }
+
+  #beat(c: WsConnection, now: number): void {
+    if (!c.live) return;
+    if (now >= c.expires) return this.end(c, 'token_expired');
+    // A live client answers each ping at once; 1.5 intervals of silence leaves room for slow links.
+    if (now - c.lastSeen > this.#heartbeatMs * 1.5) return this.end(c, 'heartbeat_timeout');
+    c.push(PING);
+  }
+
+  /** Close a connection for `reason`, with that reason's close code. */
+  end(c: WsConnection, reason: ErrorCode): void {
+    if (!c.live) return;
+    if (reason === 'draining') c.flush();
+    this.#forget(c, reason);
+    c.close(closeCodeOf(reason), reason);
+  }
+
+  #forget(c: WsConnection, reason: ErrorCode | 'client'): void {
+    c.halt();
+    this.#o.hub.remove(c);
+    this.#wheel.delete(c);
+    this.#o.events.closed(reason);
+    this.#o.logger.debug({ app: c.app, user: c.user, connection: c.id, reason }, 'connection closed');
+  }
+
+  /** The socket is gone. */
+  closed(c: WsConnection): void {
+    if (c.live) this.#forget(c, 'client');
+    this.#all.delete(c);
+    c.sock = null;
+    if (this.#all.size === 0) this.#drained?.();
+  }
+
+  /** Close every connection of `user` in `app` with code `disconnected`; returns how many. */
+  disconnectUser(app: string, user: string): number {
+    const devices = this.#o.hub.devices(app, user);
+    for (const p of devices) this.end(p as WsConnection, 'disconnected');
+    return devices.length;
+  }
+
+  /**
+   * Stop accepting connections, send every client "going away", and resolve
+   * once all have closed or `timeoutMs` passed (the rest are cut).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    for (const c of this.#all) this.end(c, 'draining');
+    if (this.#all.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.close();
+  }
+
+  /** Cut every connection at once and stop the timers. */
+  close(): void {
+    this.#draining = true;
+    this.#wheel.stop();
+    for (const c of this.#all) {
+      if (c.live) this.#forget(c, 'draining');
+      c.terminate();
+    }
+    this.#all.clear();
+    this.#wss.close();
+  }
+}

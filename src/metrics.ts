@@ -1,0 +1,99 @@
+/**
+ * Prometheus metrics (`GET /metrics`), all prefixed `silk_`.
+ *
+ * Hot-path counts live in plain integers (the hub's per-app counters and the
+ * maps below) and are read when Prometheus scrapes, so delivering a message
+ * never touches a metric object.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ErrorCode } from './core/errors.js';
+import type { Hub } from './core/hub.js';
+import type { GatewayEvents } from './gateway/websocket.js';
+
+export class Metrics implements GatewayEvents {
+  readonly registry = new Registry();
+  readonly #frameErrors = new Map<string, number>();
+  readonly #disconnects = new Map<string, number>();
+  #opened = 0;
+
+  constructor(hub: Hub, apps: () => readonly string[]) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
+    const perApp = (name: string, help: string, read: (app: string) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['app'],
+        registers: [this.registry],
+        collect() {
+          for (const app of apps()) this.set({ app }, read(app));
+        },
+      });
+    };
+    perApp('silk_connections', 'Open client connections on this node.', (a) => hub.counters(a).connections);
+    perApp('silk_users', 'Distinct users connected to this node.', (a) => hub.counters(a).users);
+    perApp('silk_channels', 'Channels with at least one subscriber on this node.', (a) => hub.counters(a).channels);
+    perApp('silk_subscriptions', 'Channel subscriptions on this node.', (a) => hub.counters(a).subscriptions);
+    const counterFrom = (name: string, help: string, read: (app: string) => number): void => {
+      const seen = new Map<string, number>();
+      new Counter({
+        name,
+        help,
+        labelNames: ['app'],
+        registers: [this.registry],
+        collect() {
+          for (const app of apps()) {
+            const now = read(app);
+            this.inc({ app }, now - (seen.get(app) ?? 0));
+            seen.set(app, now);
+          }
+        },
+      });
+    };
+    counterFrom('silk_messages_published_total', 'Messages accepted by this node’s API.', (a) => hub.counters(a).messagesIn);
+    counterFrom('silk_messages_delivered_total', 'Message frames queued to connections on this node.', (a) => hub.counters(a).messagesOut);
+    const byLabel = (name: string, help: string, label: string, map: Map<string, number>): void => {
+      const seen = new Map<string, number>();
+      new Counter({
+        name,
+        help,
+        labelNames: [label],
+        registers: [this.registry],
+        collect() {
+          for (const [k, v] of map) {
+            this.inc({ [label]: k }, v - (seen.get(k) ?? 0));
+            seen.set(k, v);
+          }
+        },
+      });
+    };
+    byLabel('silk_frame_errors_total', 'Client frames answered with an error, by code.', 'code', this.#frameErrors);
+    byLabel('silk_disconnects_total', 'Closed connections by reason (client, slow_consumer, flood, …).', 'reason', this.#disconnects);
+    const self = this;
+    new Counter({
+      name: 'silk_connections_opened_total',
+      help: 'Connections accepted since start.',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.#opened);
+      },
+    });
+  }
+
+  frameError(code: ErrorCode): void {
+    this.#frameErrors.set(code, (this.#frameErrors.get(code) ?? 0) + 1);
+  }
+
+  closed(reason: ErrorCode | 'client'): void {
+    this.#disconnects.set(reason, (this.#disconnects.get(reason) ?? 0) + 1);
+  }
+
+  opened(): void {
+    this.#opened++;
+  }
+
+  /** The exposition text and its content type. */
+  async scrape(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The composition root: builds one Silk node from a validated configuration
+ * and wires the engines, the gateway, the API and metrics. Nothing else
+ * constructs these parts.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { HttpApi } from './api/http-api.js';
+import { secretKey } from './auth/tokens.js';
+import type { AppConfig, Config } from './config.js';
+import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
+import { SilkError } from './core/errors.js';
+import { Hub } from './core/hub.js';
+import { CounterIds } from './core/ids.js';
+import { LocalBus } from './engines/memory/bus.js';
+import { LocalPresence } from './engines/memory/presence.js';
+import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
+import { Metrics } from './metrics.js';
+
+/** Node lifecycle states. */
+export type NodeState = 'running' | 'draining' | 'closed';
+
+export interface NodeOptions {
+  /** Logger; defaults to pino on stdout at `config.logLevel`. */
+  readonly logger?: Logger;
+}
+
+/** A running Silk node. */
+export interface SilkNode {
+  readonly id: string;
+  /** Bound port (useful with port 0). */
+  readonly port: number;
+  /** `http://host:port` of the node. */
+  readonly url: string;
+  /** The apps served, including a created `default` app. */
+  readonly apps: readonly AppConfig[];
+  /** Set when the node runs on the `default` app from the data dir. */
+  readonly defaultApp: DefaultApp | undefined;
+  readonly state: NodeState;
+  /** Refuse new connections, close open ones with "going away", then stop (within `drainSeconds`). */
+  drain(): Promise<void>;
+  /** Stop at once, cutting connections. */
+  close(): Promise<void>;
+}
+
+/** Start a node and resolve once it listens. */
+export async function startNode(config: Config, options: NodeOptions = {}): Promise<SilkNode> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  let defaultApp: DefaultApp | undefined;
+  let apps = config.apps;
+  if (apps.length === 0) {
+    defaultApp = loadOrCreateDefaultApp(config.dataDir);
+    apps = [defaultApp.app];
+  }
+  const id = randomBytes(4).toString('hex');
+  const byId = new Map(apps.map((a) => [a.id, a]));
+  const keys = new Map(apps.map((a) => [a.id, secretKey(a.secret)]));
+  const appIds = apps.map((a) => a.id);
+
+  const hub = new Hub();
+  const bus = new LocalBus();
+  const ids = new CounterIds();
+  const presence = new LocalPresence(hub, id);
+  bus.onEnvelope((env) => hub.deliver(env));
+  const metrics = new Metrics(hub, () => appIds);
+  const gateway = new WebSocketGateway({
+    hub,
+    keyOf: (app) => keys.get(app),
+    nodeId: id,
+    heartbeatSeconds: config.heartbeatSeconds,
+    limits: config.limits,
+    logger,
+    events: metrics,
+  });
+  let state: NodeState = 'running';
+  const api = new HttpApi({
+    apps: byId,
+    hub,
+    bus,
+    ids,
+    presence,
+    limits: config.limits,
+    logger,
+    ready: () => state === 'running',
+    metrics: () => metrics.scrape(),
+    disconnectUser: (app, user) => gateway.disconnectUser(app, user),
+  });
+
+  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => api.handle(req, res));
+  server.on('upgrade', (req, socket, head) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path === CONNECT_PATH) return gateway.handleUpgrade(req, socket, head);
+    const err = new SilkError('not_found', `no WebSocket route ${path}`);
+    const body = JSON.stringify(err.toJSON());
+    socket.on('error', () => undefined);
+    socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  logger.info({ node: id, port, host: config.host, apps: appIds }, 'silk node listening');
+
+  const stop = async (): Promise<void> => {
+    state = 'closed';
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    await bus.close();
+    logger.info({ node: id }, 'silk node stopped');
+  };
+
+  return {
+    id,
+    port,
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`,
+    apps,
+    defaultApp,
+    get state() {
+      return state;
+    },
+    async drain() {
+      if (state !== 'running') return;
+      state = 'draining';
+      logger.info({ node: id, connections: gateway.size }, 'draining');
+      await gateway.drain(config.drainSeconds * 1000);
+      await stop();
+    },
+    async close() {
+      if (state === 'closed') return;
+      gateway.close();
+      await stop();
+    },
+  };
+}
