@@ -135,15 +135,15 @@ export class HttpApi {
     const path = q === -1 ? url : url.slice(0, q);
     switch (path) {
       case '/healthz':
-        return this.#only(req, 'GET', () => json(res, 200, { status: 'ok' }));
+        return this.#only(req, res, () => json(res, 200, { status: 'ok' }));
       case '/readyz':
-        return this.#only(req, 'GET', () =>
+        return this.#only(req, res, () =>
           this.#o.ready()
             ? json(res, 200, { status: 'ready' })
             : failure(res, new SilkError('draining', 'the node is draining')),
         );
       case '/metrics': {
-        this.#only(req, 'GET', () => undefined);
+        this.#only(req, res, () => undefined);
         const m = await this.#o.metrics();
         res.writeHead(200, { 'content-type': m.contentType });
         res.end(m.body);
@@ -179,8 +179,10 @@ export class HttpApi {
     await route.handle(req, res, app, param);
   }
 
-  #only(req: IncomingMessage, method: string, then: () => void): void {
-    if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
+  /** Run `then` for GET (or HEAD); anything else is 405 with `Allow` (RFC 9110 §15.5.6). */
+  #only(req: IncomingMessage, res: ServerResponse, then: () => void): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
       throw new SilkError('method_not_allowed', `${req.method} is not allowed here`);
     }
     then();

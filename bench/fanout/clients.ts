@@ -1,0 +1,172 @@
+/**
+ * A load-client process: holds up to a few thousand lean WebSocket
+ * connections, counts the message frames they receive inside the measure
+ * window and samples their end-to-end latency from the `"t":` stamp.
+ * Driven by the runner over IPC; exits when the runner goes away.
+ */
+import { signToken } from '../../src/auth/tokens.js';
+import { serveParent } from '../lib/proc.js';
+import { KEY_T, LeanConn, readNumberField, type LeanHandlers } from '../lib/lean-ws.js';
+import { Histogram, type HistogramData } from '../lib/stats.js';
+
+export type SystemMode = 'silk' | 'plain';
+
+export interface ConnectArgs {
+  readonly host: string;
+  readonly port: number;
+  /** `silk`: token + subscribe; `plain`: any path, no subscribe. */
+  readonly mode: SystemMode;
+  readonly count: number;
+  /** Index of this process's first user (users are `u<index>`). */
+  readonly firstIndex: number;
+  readonly localAddress?: string;
+  readonly concurrency: number;
+  readonly app: string;
+  readonly secret: string;
+  readonly channel: string;
+  /** Sample the latency of one message in this many, per connection. */
+  readonly sampleEvery: number;
+}
+
+export interface ConnectResult {
+  readonly opened: number;
+  readonly failed: number;
+  readonly retries: number;
+  readonly errors: string[];
+  readonly ms: number;
+}
+
+export interface ClientResults {
+  readonly inWindow: number;
+  readonly latency: HistogramData;
+  readonly open: number;
+  readonly closed: number;
+  readonly closeCodes: Record<string, number>;
+  /** Fewest and most message frames any connection received since it opened. */
+  readonly minTotal: number;
+  readonly maxTotal: number;
+  readonly oddities: number;
+}
+
+const conns: LeanConn[] = [];
+const hist = new Histogram();
+let t0 = Infinity;
+let t1 = -Infinity;
+let inWindow = 0;
+let sampleEvery = 8;
+let closed = 0;
+const closeCodes: Record<string, number> = {};
+
+const handlers: LeanHandlers = {
+  message(c, buf, start, end, at) {
+    if (at < t0 || at >= t1) return;
+    inWindow++;
+    if (++c.tick >= sampleEvery) {
+      c.tick = 0;
+      const t = readNumberField(buf, start, end, KEY_T);
+      if (t === t) hist.record(at - t);
+    }
+  },
+  closed(_c, code) {
+    closed++;
+    const k = String(code ?? 'none');
+    closeCodes[k] = (closeCodes[k] ?? 0) + 1;
+  },
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function openOne(a: ConnectArgs, index: number): Promise<LeanConn> {
+  let path = '/bench';
+  if (a.mode === 'silk') {
+    const token = await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels: [a.channel] });
+    path = `/v1/connect?token=${token}`;
+  }
+  const c = await LeanConn.open(
+    { host: a.host, port: a.port, path, ...(a.localAddress !== undefined ? { localAddress: a.localAddress } : {}) },
+    handlers,
+  );
+  if (a.mode === 'silk') {
+    try {
+      const welcome = await c.nextControl();
+      if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`expected welcome, got ${welcome.slice(0, 120)}`);
+      c.sendText(JSON.stringify({ type: 'subscribe', id: 1, channel: a.channel }));
+      const reply = await c.nextControl();
+      if (!reply.startsWith('{"type":"reply","id":1')) throw new Error(`subscribe failed: ${reply.slice(0, 200)}`);
+    } catch (err) {
+      c.destroy();
+      throw err;
+    }
+  }
+  return c;
+}
+
+async function connectAll(a: ConnectArgs): Promise<ConnectResult> {
+  const start = performance.now();
+  sampleEvery = Math.max(1, a.sampleEvery);
+  let next = 0;
+  let failed = 0;
+  let retries = 0;
+  const errors: string[] = [];
+  const worker = async (): Promise<void> => {
+    while (next < a.count) {
+      const i = next++;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const c = await openOne(a, a.firstIndex + i);
+          c.tick = i % sampleEvery; // spread the sampled messages over the connections
+          conns.push(c);
+          break;
+        } catch (err) {
+          if (attempt >= 3) {
+            failed++;
+            if (errors.length < 5) errors.push((err as Error).message);
+            break;
+          }
+          retries++;
+          await sleep(100 * (attempt + 1));
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(a.concurrency, a.count)) }, worker));
+  return { opened: conns.length, failed, retries, errors, ms: performance.now() - start };
+}
+
+serveParent({
+  connect: (m) => connectAll(m as unknown as ConnectArgs),
+  window: (m) => {
+    t0 = m['t0'] as number;
+    t1 = m['t1'] as number;
+    inWindow = 0;
+    hist.reset();
+    return true;
+  },
+  results: (): ClientResults => {
+    let minTotal = Infinity;
+    let maxTotal = 0;
+    let open = 0;
+    let oddities = 0;
+    for (const c of conns) {
+      if (c.open) open++;
+      oddities += c.oddities;
+      if (c.messages < minTotal) minTotal = c.messages;
+      if (c.messages > maxTotal) maxTotal = c.messages;
+    }
+    return {
+      inWindow,
+      latency: hist.toData(),
+      open,
+      closed,
+      closeCodes,
+      minTotal: conns.length === 0 ? 0 : minTotal,
+      maxTotal,
+      oddities,
+    };
+  },
+  close: () => {
+    for (const c of conns) c.destroy();
+    conns.length = 0;
+    return true;
+  },
+});

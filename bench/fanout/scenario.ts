@@ -1,0 +1,262 @@
+/**
+ * Channel fan-out: N subscribers on one channel, a publisher posting as
+ * fast as the server takes it (bounded by an end-to-end window), each
+ * system in turn, interleaved over repeats. Reports deliveries/s, end-to-end
+ * latency percentiles, server CPU, RSS, event-loop delay and GC pauses.
+ */
+import { parseArgs } from 'node:util';
+import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
+import { canPin, cpuPercent, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
+import { machine, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import type { ServerStats } from '../lib/server-probe.js';
+import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
+import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
+import { now } from '../lib/lean-ws.js';
+import type { ClientResults, ConnectArgs, ConnectResult } from './clients.js';
+import type { RunArgs, RunResult } from './publisher.js';
+
+/** Connections per load-client process (well under the 20,000 file limit). */
+const PER_CLIENT_PROCESS = 5000;
+
+export interface FanoutRun {
+  readonly system: string;
+  readonly subscribers: number;
+  readonly repeat: number;
+  readonly deliveriesPerSecond: number;
+  readonly messagesPerSecond: number;
+  readonly latencyMs: { p50: number; p99: number; max: number; samples: number };
+  readonly serverCpu: { total: number; user: number; system: number };
+  readonly clientCpu: number;
+  readonly serverRssMiB: number;
+  readonly server: ServerStats | undefined;
+  readonly connectMs: number;
+  readonly complete: boolean;
+  readonly notes: string[];
+}
+
+interface Options {
+  readonly sizes: number[];
+  readonly systems: SystemSpec[];
+  readonly seconds: number;
+  readonly warmup: number;
+  readonly repeats: number;
+  readonly window: number;
+  readonly inflight: number;
+}
+
+async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options): Promise<FanoutRun> {
+  const pin = canPin();
+  const notes: string[] = [];
+  const { child: server, port } = await startSystem(spec, pin ? 0 : undefined);
+  const clients: Child[] = [];
+  let publisher: Child | undefined;
+  try {
+    const procs = Math.ceil(subscribers / PER_CLIENT_PROCESS);
+    for (let i = 0; i < procs; i++) clients.push(startChild(script('fanout/clients.js'), [], { name: `clients-${i}`, ...(pin ? { cpu: 1 } : {}) }));
+    const connectStart = performance.now();
+    const results = await Promise.all(
+      clients.map((c, i) => {
+        const count = Math.min(PER_CLIENT_PROCESS, subscribers - i * PER_CLIENT_PROCESS);
+        const args: ConnectArgs = {
+          host: '127.0.0.1',
+          port,
+          mode: spec.mode,
+          count,
+          firstIndex: i * PER_CLIENT_PROCESS,
+          concurrency: 64,
+          app: BENCH_APP.id,
+          secret: BENCH_APP.secret,
+          channel: BENCH_CHANNEL,
+          sampleEvery: Math.max(1, Math.round(subscribers / 500)),
+        };
+        return c.call<ConnectResult>('connect', args as unknown as Record<string, unknown>, 120_000);
+      }),
+    );
+    const connectMs = performance.now() - connectStart;
+    const opened = results.reduce((s, r) => s + r.opened, 0);
+    if (opened < subscribers) notes.push(`only ${opened} of ${subscribers} connected: ${results.flatMap((r) => r.errors).join('; ')}`);
+
+    publisher = startChild(script('fanout/publisher.js'), [], { name: 'publisher', ...(pin ? { cpu: 1 } : {}) });
+    await publisher.call('probe', {
+      host: '127.0.0.1',
+      port,
+      mode: spec.mode,
+      app: BENCH_APP.id,
+      secret: BENCH_APP.secret,
+      channel: BENCH_CHANNEL,
+    });
+
+    const startAt = now() + 200;
+    const t0 = startAt + o.warmup * 1000;
+    const t1 = t0 + o.seconds * 1000;
+    await Promise.all(clients.map((c) => c.call('window', { t0, t1 })));
+    const run: RunArgs = {
+      kind: 'saturate',
+      host: '127.0.0.1',
+      port,
+      path: spec.publishPath,
+      headers: spec.publishHeaders,
+      channel: BENCH_CHANNEL,
+      inflight: o.inflight,
+      window: o.window,
+      rate: 0,
+      startAt,
+      t0,
+      t1,
+      stopAt: t1,
+    };
+    const running = publisher.call<RunResult>('run', run as unknown as Record<string, unknown>, (o.warmup + o.seconds) * 1000 + 60_000);
+    await sleep(t0 - now());
+    await server.call('reset');
+    const cpuA = cpuTime(server.pid);
+    const clientCpuA = clients.map((c) => cpuTime(c.pid));
+    await sleep(t1 - now());
+    const cpuB = cpuTime(server.pid);
+    const clientCpuB = clients.map((c) => cpuTime(c.pid));
+    const stats = await server.call<ServerStats>('stats').catch(() => undefined);
+    const rss = rssBytes(server.pid) ?? NaN;
+    const pub = await running;
+    const drained = await publisher.call<{ probeReceived: number; accepted: number }>('drain', { timeoutMs: 10_000 }, 20_000);
+    if (drained.probeReceived < drained.accepted) notes.push(`probe got ${drained.probeReceived} of ${drained.accepted} accepted messages`);
+    if (pub.failed > 0) notes.push(`${pub.failed} publishes failed: ${JSON.stringify(pub.statuses)} ${pub.errors.join('; ')}`);
+    if (pub.stalls > 0) notes.push(`${pub.stalls} window stalls`);
+
+    // The clients may still be reading what the server already wrote: give them a bounded time.
+    let all: ClientResults[] = [];
+    const readBy = now() + 10_000;
+    for (;;) {
+      all = await Promise.all(clients.map((c) => c.call<ClientResults>('results')));
+      if (all.every((r) => r.minTotal >= drained.probeReceived) || now() > readBy) break;
+      await sleep(100);
+    }
+    const hist = new Histogram();
+    let inWindow = 0;
+    let minTotal = Infinity;
+    let maxTotal = 0;
+    for (const r of all) {
+      hist.add(r.latency);
+      inWindow += r.inWindow;
+      minTotal = Math.min(minTotal, r.minTotal);
+      maxTotal = Math.max(maxTotal, r.maxTotal);
+      if (r.closed > 0) notes.push(`${r.closed} client connections closed: ${JSON.stringify(r.closeCodes)}`);
+    }
+    // Every subscriber should have every accepted message once the probe has them all.
+    const complete = minTotal === maxTotal && maxTotal === drained.probeReceived;
+    if (!complete) notes.push(`per-connection totals ${minTotal}–${maxTotal}, probe ${drained.probeReceived}`);
+    const seconds = (t1 - t0) / 1000;
+    const clientCpu = clientCpuA.reduce((s, a, i) => s + cpuPercent(a, clientCpuB[i], seconds).total, 0);
+    return {
+      system: spec.name,
+      subscribers,
+      repeat,
+      deliveriesPerSecond: inWindow / seconds,
+      messagesPerSecond: pub.acceptedInWindow / seconds,
+      latencyMs: { p50: hist.quantile(0.5), p99: hist.quantile(0.99), max: hist.maxMs, samples: hist.count },
+      serverCpu: cpuPercent(cpuA, cpuB, seconds),
+      clientCpu,
+      serverRssMiB: rss / 2 ** 20,
+      server: stats,
+      connectMs,
+      complete,
+      notes,
+    };
+  } finally {
+    await publisher?.call('close').catch(() => undefined);
+    await Promise.all(clients.map((c) => c.call('close').catch(() => undefined)));
+    await Promise.all([server.stop(), publisher?.stop(), ...clients.map((c) => c.stop())]);
+  }
+}
+
+/** The summary table: one row per system and size, medians with min–max. */
+export function fanoutTable(runs: readonly FanoutRun[]): string {
+  const rows: string[][] = [];
+  const sizes = [...new Set(runs.map((r) => r.subscribers))];
+  const systems = [...new Set(runs.map((r) => r.system))];
+  for (const n of sizes) {
+    const silk = spread(runs.filter((r) => r.subscribers === n && r.system === 'silk').map((r) => r.deliveriesPerSecond));
+    for (const s of systems) {
+      const rs = runs.filter((r) => r.subscribers === n && r.system === s);
+      if (rs.length === 0) continue;
+      const d = spread(rs.map((r) => r.deliveriesPerSecond));
+      const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
+      rows.push([
+        String(n),
+        s,
+        fmtSpread(d),
+        s === 'silk' || silk.n === 0 ? '' : (silk.median / d.median).toFixed(2) + '×',
+        fmtSpread(spread(rs.map((r) => r.latencyMs.p50)), ms),
+        fmtSpread(spread(rs.map((r) => r.latencyMs.p99)), ms),
+        fmtSpread(spread(rs.map((r) => r.serverCpu.total)), (x) => x.toFixed(0) + '%'),
+        fmtSpread(spread(rs.map((r) => r.serverRssMiB)), (x) => x.toFixed(0)),
+        fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
+        fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+        rs.every((r) => r.complete) ? 'yes' : 'NO',
+      ]);
+    }
+  }
+  return table(
+    ['subs', 'system', 'deliveries/s', 'silk ÷', 'p50 ms', 'p99 ms', 'server CPU', 'RSS MiB', 'loop p99 ms', 'GC max ms', 'complete'],
+    rows,
+  );
+}
+
+export const fanout: Scenario = {
+  name: 'fanout',
+  summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws',
+  usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws] [--seconds 8] [--warmup 2]
+       [--repeats 3] [--window 200] [--inflight 16] [--quick] [--out FILE]`,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        sizes: { type: 'string', default: '1000,10000' },
+        systems: { type: 'string', default: 'silk,ws-coalesce,ws' },
+        seconds: { type: 'string', default: '8' },
+        warmup: { type: 'string', default: '2' },
+        repeats: { type: 'string', default: '3' },
+        window: { type: 'string', default: '200' },
+        inflight: { type: 'string', default: '16' },
+        quick: { type: 'boolean', default: false },
+        out: { type: 'string' },
+      },
+      strict: true,
+    });
+    const quick = values.quick;
+    const o: Options = {
+      sizes: values.sizes.split(',').map(Number),
+      systems: parseSystems(values.systems),
+      seconds: quick ? 3 : Number(values.seconds),
+      warmup: quick ? 1 : Number(values.warmup),
+      repeats: quick ? 1 : Number(values.repeats),
+      window: Number(values.window),
+      inflight: Number(values.inflight),
+    };
+    // The runner itself shares the client CPU.
+    if (canPin()) pinPid(process.pid, 1);
+    const runs: FanoutRun[] = [];
+    try {
+      for (const n of o.sizes) {
+        for (let r = 0; r < o.repeats; r++) {
+          // Interleave systems within each repeat (A B C A B C …) so drift hits all alike.
+          for (const spec of o.systems) {
+            process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, run ${r + 1}/${o.repeats}\n`);
+            const run = await oneRun(spec, n, r, o);
+            runs.push(run);
+            process.stderr.write(
+              `  ${si(run.deliveriesPerSecond)} deliveries/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, server CPU ${run.serverCpu.total.toFixed(0)}%, clients CPU ${run.clientCpu.toFixed(0)}%` +
+                (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
+                '\n',
+            );
+          }
+        }
+      }
+    } finally {
+      await stopAll();
+    }
+    const m = machine(canPin());
+    const file = writeResult('fanout', { scenario: 'fanout', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
+    process.stdout.write(`\nfan-out on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
+    process.stdout.write(fanoutTable(runs) + '\n\n');
+    process.stdout.write(`results: ${file}\n`);
+  },
+};

@@ -1,0 +1,66 @@
+/**
+ * In a benchmarked server process: event-loop delay and GC pauses, reset and
+ * read by the runner over IPC, so every system reports the same figures the
+ * same way. Without an IPC channel (started by hand) it does nothing.
+ */
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { serveParent, type Handler } from './proc.js';
+
+/** What a server reports for a measure window. */
+export interface ServerStats {
+  /** Event-loop delay over the window, ms. */
+  readonly loopDelay: { readonly p50: number; readonly p99: number; readonly max: number };
+  /** GC pauses over the window. */
+  readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number };
+  readonly memory: NodeJS.MemoryUsage;
+  /** Anything system-specific (connection counts and so on). */
+  readonly extra: Record<string, number>;
+}
+
+/**
+ * Start the probes and answer `reset` and `stats` from the runner.
+ * @param extra system-specific counters for `stats`
+ * @param more more commands the server answers
+ */
+export function instrumentServer(extra: () => Record<string, number>, more: Record<string, Handler> = {}): void {
+  if (process.send === undefined) return;
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let gcCount = 0;
+  let gcTotal = 0;
+  let gcMax = 0;
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcCount++;
+      gcTotal += e.duration;
+      if (e.duration > gcMax) gcMax = e.duration;
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  serveParent({
+    ...more,
+    reset: () => {
+      loop.reset();
+      gcCount = 0;
+      gcTotal = 0;
+      gcMax = 0;
+      return true;
+    },
+    stats: (): ServerStats => ({
+      loopDelay: {
+        p50: loop.percentile(50) / 1e6,
+        p99: loop.percentile(99) / 1e6,
+        max: loop.max / 1e6,
+      },
+      gc: { count: gcCount, totalMs: gcTotal, maxMs: gcMax },
+      memory: process.memoryUsage(),
+      extra: extra(),
+    }),
+  });
+}
+
+/** Announce the port: as a JSON line on stdout (for people) and over IPC (for the runner). */
+export function announce(info: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify(info) + '\n');
+  if (process.send !== undefined && process.connected) process.send({ ready: true, ...info });
+}

@@ -1,0 +1,73 @@
+/**
+ * The servers a scenario can run, side by side: Silk, and the raw `ws`
+ * baselines. Each is started as a child process pinned to the server CPU
+ * and announces its port over IPC.
+ */
+import { BENCH_APP } from './bench-app.js';
+import { startChild, type Child } from './proc.js';
+import { script } from './scenario.js';
+import type { SystemMode } from '../fanout/clients.js';
+
+export type SystemName = 'silk' | 'ws-coalesce' | 'ws';
+
+export interface SystemSpec {
+  readonly name: SystemName;
+  /** One line for the tables. */
+  readonly label: string;
+  /** How clients connect: `silk` (token + subscribe) or `plain`. */
+  readonly mode: SystemMode;
+  /** Publish endpoint path and headers. */
+  readonly publishPath: string;
+  readonly publishHeaders: Record<string, string>;
+  start(cpu: number | undefined, execArgv?: readonly string[]): Child;
+}
+
+export const SYSTEMS: Record<SystemName, SystemSpec> = {
+  silk: {
+    name: 'silk',
+    label: 'Silk',
+    mode: 'silk',
+    publishPath: `/v1/apps/${BENCH_APP.id}/messages`,
+    publishHeaders: { authorization: `Bearer ${BENCH_APP.apiKey}` },
+    start: (cpu, execArgv) =>
+      startChild(script('silk-server.js'), [], { name: 'silk', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
+  },
+  'ws-coalesce': {
+    name: 'ws-coalesce',
+    label: 'raw ws, coalesced',
+    mode: 'plain',
+    publishPath: '/publish',
+    publishHeaders: {},
+    start: (cpu, execArgv) =>
+      startChild(script('baseline/ws-broadcast.js'), ['--coalesce'], {
+        name: 'ws-coalesce',
+        ...(cpu !== undefined ? { cpu } : {}),
+        ...(execArgv ? { execArgv } : {}),
+      }),
+  },
+  ws: {
+    name: 'ws',
+    label: 'raw ws, naive',
+    mode: 'plain',
+    publishPath: '/publish',
+    publishHeaders: {},
+    start: (cpu, execArgv) =>
+      startChild(script('baseline/ws-broadcast.js'), [], { name: 'ws', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
+  },
+};
+
+/** Start a system and wait for its port. */
+export async function startSystem(spec: SystemSpec, cpu: number | undefined): Promise<{ child: Child; port: number }> {
+  const child = spec.start(cpu);
+  const ready = await child.waitFor<{ port: number }>((m) => (m as { ready?: boolean }).ready === true, 20_000);
+  return { child, port: ready.port };
+}
+
+/** Parse `--systems a,b` against the known names. */
+export function parseSystems(text: string): SystemSpec[] {
+  return text.split(',').map((s) => {
+    const spec = SYSTEMS[s.trim() as SystemName];
+    if (spec === undefined) throw new Error(`unknown system ${s}; known: ${Object.keys(SYSTEMS).join(', ')}`);
+    return spec;
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * The benchmark runner: `npm run bench [-- <scenario> [options]]`.
+ * With no scenario it runs every scenario in turn with its defaults
+ * (`--quick` applies to all).
+ */
+import { fanout } from './fanout/scenario.js';
+import { stopAll } from './lib/proc.js';
+import type { Scenario } from './lib/scenario.js';
+
+const SCENARIOS: readonly Scenario[] = [fanout];
+
+function help(): string {
+  return (
+    'usage: npm run bench -- [scenario] [options]   (no scenario: all of them)\n\n' +
+    SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}\n    ${s.usage}`).join('\n\n') +
+    '\n'
+  );
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === '--help' || argv[0] === '-h') {
+    process.stdout.write(help());
+    return;
+  }
+  const named = argv[0] !== undefined && !argv[0].startsWith('-') ? SCENARIOS.find((s) => s.name === argv[0]) : undefined;
+  if (argv[0] !== undefined && !argv[0].startsWith('-') && named === undefined) {
+    throw new Error(`unknown scenario ${argv[0]}\n${help()}`);
+  }
+  if (named !== undefined) return named.run(argv.slice(1));
+  for (const s of SCENARIOS) await s.run(argv.includes('--quick') ? ['--quick'] : []);
+}
+
+const stop = (): void => {
+  void stopAll().finally(() => process.exit(130));
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+
+main(process.argv.slice(2)).then(
+  async () => {
+    await stopAll();
+  },
+  async (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    await stopAll();
+    process.exitCode = 1;
+  },
+);

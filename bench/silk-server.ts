@@ -1,0 +1,38 @@
+/**
+ * Silk as the benchmarks run it: one node started in this process with
+ * `startNode(validateConfig(…))`, listening on 127.0.0.1 (port 0 unless
+ * `--port N`), serving the bench app. Prints `{"system":"silk","port":N}` on
+ * stdout once it listens; logs (level warn) go to stderr.
+ *
+ *   node dist/bench/silk-server.js [--port N] [--limits '{"maxOutboundBytes":…}']
+ */
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { validateConfig } from '../src/config.js';
+import { startNode } from '../src/node.js';
+import { BENCH_APP } from './lib/bench-app.js';
+import { announce, instrumentServer } from './lib/server-probe.js';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    limits: { type: 'string', default: '{}' },
+  },
+  strict: true,
+});
+
+const config = validateConfig({
+  port: Number(values.port),
+  host: '127.0.0.1',
+  apps: [BENCH_APP],
+  logLevel: 'warn',
+  limits: {
+    apiRequestsPerSecond: 0,
+    maxFramesPerSecond: 1000,
+    maxConnectionsPerApp: 100_000,
+    ...(JSON.parse(values.limits) as Record<string, number>),
+  },
+});
+const node = await startNode(config, { logger: pino({ level: config.logLevel }, pino.destination(2)) });
+instrumentServer(() => ({}));
+announce({ system: 'silk', port: node.port, pid: process.pid });

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CloseCode } from '../../src/core/errors.js';
+import { eventually, startTestNode, type TestNode } from '../helpers.js';
+import { closeCode, RawClient } from '../raw-client.js';
+
+describe('limits - slow consumer', () => {
+  let t: TestNode;
+  before(async () => {
+    t = await startTestNode({ limits: { maxOutboundBytes: 65536 } });
+  });
+  after(() => t.close());
+
+  test('slow consumer - a client that stops reading is closed with 4009; the rest is dropped', async () => {
+    const raw = await RawClient.open(t.node.port, `/v1/connect?token=${await t.token('slow')}`);
+    const fast = await t.connect('fast');
+    // Far more than kernel socket buffers plus the 64 KiB queue limit can hold.
+    const chunk = 'x'.repeat(32 * 1024);
+    const total = 400;
+    let published = 0;
+    for (let i = 0; i < total; i++) {
+      const res = await t.publish({ to: { users: ['slow', 'fast'] }, data: { i, chunk } });
+      assert.equal(res.status, 202);
+      published += chunk.length;
+    }
+    await eventually(async () => assert.equal((await t.api('GET', '/v1/apps/acme/users/slow')).body.online, false));
+    // The reading client got everything and stays connected.
+    await fast.next((f) => f.type === 'message' && f.data.i === total - 1, 10_000);
+    assert.equal(fast.messages().length, total);
+    assert.equal((await fast.request({ type: 'ping' })).type, 'reply');
+    // Resume reading: what was queued before the cut arrives, then the close frame.
+    const frames = await raw.read((f) => f.opcode === 0x8);
+    const close = frames.at(-1)!;
+    assert.equal(close.opcode, 0x8);
+    assert.equal(closeCode(close), CloseCode.SLOW_CONSUMER);
+    const messages = frames.filter((f) => f.opcode === 0x1).length - 1; // minus welcome
+    assert.ok(messages < total, `only part of the backlog was kept (${messages} of ${total})`);
+    assert.ok(raw.received < published / 2, `server dropped the backlog (${raw.received} of ${published} bytes)`);
+    raw.destroy();
+    const metrics = await (await fetch(t.url + '/metrics')).text();
+    assert.match(metrics, /silk_disconnects_total\{reason="slow_consumer"\} 1/);
+  });
+});
+
+describe('limits - heartbeat', () => {
+  let t: TestNode;
+  before(async () => {
+    t = await startTestNode({ heartbeatSeconds: 0.2 });
+  });
+  after(() => t.close());
+
+  test('heartbeat - a silent client is closed with 4010, one that answers pings stays', async () => {
+    const answering = await t.connect('alive');
+    answering.ws.on('message', (d) => {
+      if (JSON.parse(d.toString()).type === 'ping') answering.send({ type: 'pong' });
+    });
+    const silent = await t.connect('silent');
+    const started = Date.now();
+    const { code } = await silent.closed;
+    const after = Date.now() - started;
+    assert.equal(code, CloseCode.HEARTBEAT_TIMEOUT);
+    assert.ok(after >= 250, `closed after ${after} ms, not before 1.5 intervals`);
+    assert.ok(silent.frames.some((f) => f.type === 'ping'), 'the server pinged first');
+    // The answering client outlives several more intervals.
+    for (let i = 0; i < 5; i++) await answering.next((f) => f.type === 'ping' && answering.frames.filter((g) => g.type === 'ping').length > i + 3);
+    assert.equal(answering.ws.readyState, answering.ws.OPEN);
+    assert.equal((await t.api('GET', '/v1/apps/acme/users/silent')).body.online, false);
+    const metrics = await (await fetch(t.url + '/metrics')).text();
+    assert.match(metrics, /silk_disconnects_total\{reason="heartbeat_timeout"\} 1/);
+  });
+});
