@@ -44,7 +44,7 @@ export interface Config {
   readonly dataDir: string;
   /** The tenants. Empty: a `default` app is created and kept in the data dir. */
   readonly apps: readonly AppConfig[];
-  /** Seconds between server pings; a client silent for two intervals is closed. @default 25 */
+  /** Seconds between server pings; a client silent for 1.5 intervals is closed at its next visit. @default 25 */
   readonly heartbeatSeconds: number;
   /** Seconds a drain (SIGTERM) waits for clients to close before closing them by force. @default 10 */
   readonly drainSeconds: number;

@@ -95,7 +95,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     const err = new SilkError('not_found', `no WebSocket route ${path}`);
     const body = JSON.stringify(err.toJSON());
     socket.on('error', () => undefined);
-    socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

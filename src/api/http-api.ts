@@ -165,7 +165,9 @@ export class HttpApi {
       .join('/');
     const matches = this.#routes.filter((r) => r.shape === shape);
     if (matches.length === 0) throw new SilkError('not_found', `no route ${path}`);
-    const route = matches.find((r) => r.method === req.method);
+    // HEAD is GET without the body (node:http drops it).
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const route = matches.find((r) => r.method === method);
     if (route === undefined) {
       res.setHeader('allow', matches.map((r) => r.method).join(', '));
       throw new SilkError('method_not_allowed', `${req.method} is not allowed on ${path}`);

@@ -12,8 +12,10 @@ export const CloseCode = {
   NORMAL: 1000,
   /** The node is draining (restart, upgrade): reconnect, ideally elsewhere. */
   GOING_AWAY: 1001,
-  /** A frame was not valid WebSocket (binary data, bad UTF-8). */
-  UNSUPPORTED_DATA: 1003,
+  /** The client broke the WebSocket protocol (an unmasked frame, a bad opcode); sent by `ws`. */
+  PROTOCOL_ERROR: 1002,
+  /** A text frame was not valid UTF-8; sent by `ws`. */
+  INVALID_DATA: 1007,
   /** A frame was larger than `limits.maxFrameBytes`. */
   FRAME_TOO_LARGE: 1009,
   /** Unexpected server failure: reconnect with backoff. */
@@ -26,7 +28,7 @@ export const CloseCode = {
   FLOOD: 4008,
   /** The client read too slowly and its outbound queue overflowed: reconnect. */
   SLOW_CONSUMER: 4009,
-  /** No frame from the client within two heartbeat intervals. */
+  /** No frame from the client for 1.5 heartbeat intervals, seen at its once-per-interval visit. */
   HEARTBEAT_TIMEOUT: 4010,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
@@ -94,7 +96,7 @@ export const ErrorCodes = {
   heartbeat_timeout: {
     status: 408,
     close: CloseCode.HEARTBEAT_TIMEOUT,
-    description: 'No frame from the client within two heartbeat intervals.',
+    description: 'No frame from the client for more than 1.5 heartbeat intervals (found within 2.5).',
   },
   disconnected: {
     status: 200,

@@ -163,10 +163,19 @@ export class WebSocketGateway {
     if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
     if (socket.destroyed) return;
     this.#pending.set(app, pending + 1);
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    // ws answers a malformed handshake itself and never calls back: release the slot when the socket goes too.
+    let counted = true;
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
       const n = (this.#pending.get(app) ?? 1) - 1;
       if (n === 0) this.#pending.delete(app);
       else this.#pending.set(app, n);
+    };
+    socket.once('close', release);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.off('close', release);
+      release();
       this.#open(ws as WsConnection, socket, grant);
     });
   }

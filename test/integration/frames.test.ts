@@ -1,3 +1,5 @@
+import { connect } from 'node:net';
+import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
@@ -218,5 +220,21 @@ describe('frames connection limit', () => {
     });
     const a3 = await t.connect('a3');
     assert.equal(a3.frames[0].type, 'welcome');
+  });
+
+  test('connections - refused malformed handshakes do not use up the connection budget', async () => {
+    const token = await t.token('bad', { app: APP_B });
+    for (let i = 0; i < 3; i++) {
+      // A valid token but no Sec-WebSocket-Key: ws refuses the handshake itself.
+      const sock = connect(t.node.port, '127.0.0.1');
+      sock.write(`GET /v1/connect?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      const [status] = await Promise.all([
+        new Promise<string>((resolve) => sock.once('data', (d) => resolve(d.toString().split('\r\n')[0]!))),
+        once(sock, 'close'),
+      ]);
+      assert.match(status, / 400 /);
+    }
+    const b2 = await t.connect('b2', { app: APP_B });
+    assert.equal(b2.frames[0].type, 'welcome');
   });
 });
