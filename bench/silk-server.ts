@@ -6,6 +6,9 @@
  *
  *   node dist/bench/silk-server.js [--port N] [--limits '{"maxOutboundBytes":…}']
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { validateConfig } from '../src/config.js';
@@ -24,6 +27,8 @@ const { values } = parseArgs({
 const config = validateConfig({
   port: Number(values.port),
   host: '127.0.0.1',
+  // The embedded default store, in a directory of its own removed at exit.
+  dataDir: mkdtempSync(join(tmpdir(), 'silk-bench-')),
   apps: [BENCH_APP],
   logLevel: 'warn',
   limits: {
@@ -33,6 +38,7 @@ const config = validateConfig({
     ...(JSON.parse(values.limits) as Record<string, number>),
   },
 });
+process.on('exit', () => rmSync(config.dataDir, { recursive: true, force: true }));
 const node = await startNode(config, { logger: pino({ level: config.logLevel }, pino.destination(2)) });
 instrumentServer(() => ({}));
 announce({ system: 'silk', port: node.port, pid: process.pid });

@@ -33,6 +33,20 @@ export interface Limits {
   readonly maxConnectionsPerApp: number;
   /** Server API requests per second per app (0: unlimited). @default 10000 */
   readonly apiRequestsPerSecond: number;
+  /** Longest `ttl` a durable message may ask for (seconds). @default 2592000 (30 days) */
+  readonly maxTtlSeconds: number;
+  /** Messages one user's inbox keeps; beyond it the oldest are dropped. @default 1000 */
+  readonly inboxMaxMessages: number;
+  /** Bytes of `data` one user's inbox keeps; beyond it the oldest are dropped. @default 4194304 */
+  readonly inboxMaxBytes: number;
+  /** Inbox messages sent after `welcome`, and the default page of an `inbox` request. @default 100 */
+  readonly inboxPageSize: number;
+  /** Durable messages one channel's history keeps. @default 1000 */
+  readonly historyMaxMessages: number;
+  /** Seconds a durable message stays in its channel's history. @default 86400 */
+  readonly historyMaxAgeSeconds: number;
+  /** Seconds an idempotency key is remembered. @default 86400 */
+  readonly idempotencySeconds: number;
 }
 
 export interface Config {
@@ -50,8 +64,17 @@ export interface Config {
   readonly drainSeconds: number;
   /** pino log level. @default "info" */
   readonly logLevel: LogLevel;
+  /** Where durable messages live: `sqlite` (in the data dir) or `memory` (lost at exit). @default "sqlite" */
+  readonly store: StoreEngine;
+  /** SQLite `synchronous`: `normal` survives process crashes, `full` also power loss. @default "normal" */
+  readonly sqliteSynchronous: SqliteSynchronous;
   readonly limits: Limits;
 }
+
+export const STORE_ENGINES = ['sqlite', 'memory'] as const;
+export type StoreEngine = (typeof STORE_ENGINES)[number];
+export const SQLITE_SYNCHRONOUS = ['normal', 'full'] as const;
+export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -66,6 +89,13 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxOutboundBytes: 4194304,
   maxConnectionsPerApp: 100000,
   apiRequestsPerSecond: 10000,
+  maxTtlSeconds: 2592000,
+  inboxMaxMessages: 1000,
+  inboxMaxBytes: 4194304,
+  inboxPageSize: 100,
+  historyMaxMessages: 1000,
+  historyMaxAgeSeconds: 86400,
+  idempotencySeconds: 86400,
 });
 
 export const DEFAULTS: Config = Object.freeze({
@@ -76,6 +106,8 @@ export const DEFAULTS: Config = Object.freeze({
   heartbeatSeconds: 25,
   drainSeconds: 10,
   logLevel: 'info',
+  store: 'sqlite',
+  sqliteSynchronous: 'normal',
   limits: DEFAULT_LIMITS,
 });
 
@@ -98,10 +130,28 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxOutboundBytes: [1024, 1024 * 1024 * 1024],
   maxConnectionsPerApp: [1, 100_000_000],
   apiRequestsPerSecond: [0, 100_000_000],
+  maxTtlSeconds: [1, 10 * 365 * 86400],
+  inboxMaxMessages: [1, 1_000_000],
+  inboxMaxBytes: [1024, 1024 * 1024 * 1024],
+  inboxPageSize: [1, 1000],
+  historyMaxMessages: [1, 1_000_000],
+  historyMaxAgeSeconds: [1, 10 * 365 * 86400],
+  idempotencySeconds: [1, 30 * 86400],
 };
 
 const APP_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const TOP_KEYS = new Set(['port', 'host', 'dataDir', 'apps', 'heartbeatSeconds', 'drainSeconds', 'logLevel', 'limits']);
+const TOP_KEYS = new Set([
+  'port',
+  'host',
+  'dataDir',
+  'apps',
+  'heartbeatSeconds',
+  'drainSeconds',
+  'logLevel',
+  'store',
+  'sqliteSynchronous',
+  'limits',
+]);
 const APP_KEYS = new Set(['id', 'secret', 'apiKey']);
 
 function fail(key: string, what: string, got: unknown): never {
@@ -110,6 +160,11 @@ function fail(key: string, what: string, got: unknown): never {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function oneOf<T extends string>(key: string, v: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) fail(key, `must be one of ${allowed.join(', ')}`, v);
+  return v as T;
 }
 
 function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, where: string): void {
@@ -193,6 +248,10 @@ export function validateConfig(file: unknown): Config {
       fail('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`, file['logLevel']);
     }
     c.logLevel = file['logLevel'] as LogLevel;
+  }
+  if (file['store'] !== undefined) c.store = oneOf('store', file['store'], STORE_ENGINES);
+  if (file['sqliteSynchronous'] !== undefined) {
+    c.sqliteSynchronous = oneOf('sqliteSynchronous', file['sqliteSynchronous'], SQLITE_SYNCHRONOUS);
   }
   if (file['limits'] !== undefined) c.limits = validateLimits(file['limits']);
   return c;

@@ -15,6 +15,9 @@ export class Metrics implements GatewayEvents {
   readonly #frameErrors = new Map<string, number>();
   readonly #disconnects = new Map<string, number>();
   #opened = 0;
+  #stored = 0;
+  #evicted = 0;
+  #storeErrors = 0;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
@@ -68,16 +71,31 @@ export class Metrics implements GatewayEvents {
     };
     byLabel('silk_frame_errors_total', 'Client frames answered with an error, by code.', 'code', this.#frameErrors);
     byLabel('silk_disconnects_total', 'Closed connections by reason (client, slow_consumer, flood, …).', 'reason', this.#disconnects);
-    const self = this;
-    new Counter({
-      name: 'silk_connections_opened_total',
-      help: 'Connections accepted since start.',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(self.#opened);
-      },
-    });
+    const total = (name: string, help: string, read: () => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    };
+    total('silk_connections_opened_total', 'Connections accepted since start.', () => this.#opened);
+    total('silk_durable_messages_total', 'Durable messages stored by this node’s API.', () => this.#stored);
+    total('silk_inbox_evicted_total', 'Inbox messages dropped because an inbox was over its caps.', () => this.#evicted);
+    total('silk_store_errors_total', 'Store operations that failed (the request got store_unavailable).', () => this.#storeErrors);
+  }
+
+  /** A durable message was stored, dropping `evicted` older ones from full inboxes. */
+  stored(evicted: number): void {
+    this.#stored++;
+    this.#evicted += evicted;
+  }
+
+  storeError(): void {
+    this.#storeErrors++;
   }
 
   frameError(code: ErrorCode): void {

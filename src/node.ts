@@ -13,11 +13,18 @@ import type { AppConfig, Config } from './config.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
 import { Hub } from './core/hub.js';
-import { CounterIds } from './core/ids.js';
+import { BlockIds } from './core/ids.js';
+import { isSignal } from './core/message.js';
+import type { Store, StoreLimits } from './core/store.js';
 import { LocalBus } from './engines/memory/bus.js';
 import { LocalPresence } from './engines/memory/presence.js';
+import { MemoryStore } from './engines/memory/store.js';
+import { SqliteStore } from './engines/sqlite/store.js';
 import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
 import { Metrics } from './metrics.js';
+
+/** How often expired and aged stored messages are removed (ms). */
+const SWEEP_MS = 30_000;
 
 /** Node lifecycle states. */
 export type NodeState = 'running' | 'draining' | 'closed';
@@ -25,6 +32,8 @@ export type NodeState = 'running' | 'draining' | 'closed';
 export interface NodeOptions {
   /** Logger; defaults to pino on stdout at `config.logLevel`. */
   readonly logger?: Logger;
+  /** A store to use instead of the one `config.store` names (the node closes it). */
+  readonly store?: Store;
 }
 
 /** A running Silk node. */
@@ -36,6 +45,8 @@ export interface SilkNode {
   readonly url: string;
   /** The apps served, including a created `default` app. */
   readonly apps: readonly AppConfig[];
+  /** The message store (for tests and tools that read what is stored). */
+  readonly store: Store;
   /** Set when the node runs on the `default` app from the data dir. */
   readonly defaultApp: DefaultApp | undefined;
   readonly state: NodeState;
@@ -59,14 +70,27 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const keys = new Map(apps.map((a) => [a.id, secretKey(a.secret)]));
   const appIds = apps.map((a) => a.id);
 
+  const storeLimits: StoreLimits = config.limits;
+  const store: Store =
+    options.store ??
+    (config.store === 'memory'
+      ? new MemoryStore({ limits: storeLimits })
+      : new SqliteStore({ dir: config.dataDir, limits: storeLimits, synchronous: config.sqliteSynchronous }));
+  const ids = new BlockIds(store);
+  try {
+    await ids.ensure(1);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const hub = new Hub();
   const bus = new LocalBus();
-  const ids = new CounterIds();
   const presence = new LocalPresence(hub, id);
-  bus.onEnvelope((env) => hub.deliver(env));
   const metrics = new Metrics(hub, () => appIds);
   const gateway = new WebSocketGateway({
     hub,
+    store,
+    bus,
     keyOf: (app) => keys.get(app),
     nodeId: id,
     heartbeatSeconds: config.heartbeatSeconds,
@@ -80,13 +104,26 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     hub,
     bus,
     ids,
+    store,
     presence,
     limits: config.limits,
     logger,
     ready: () => state === 'running',
     metrics: () => metrics.scrape(),
+    events: metrics,
     disconnectUser: (app, user) => gateway.disconnectUser(app, user),
   });
+
+  bus.onMessage((m) => {
+    if (!isSignal(m)) hub.deliver(m);
+    else if (m.kind === 'unread') hub.unread(m.app, m.user, m.count);
+    else gateway.disconnectUser(m.app, m.user);
+  });
+  // Expired inbox messages, aged history and old idempotency keys go in the background.
+  const sweeper = setInterval(() => {
+    store.sweep().catch((err: unknown) => logger.warn({ err }, 'store sweep failed'));
+  }, SWEEP_MS);
+  sweeper.unref();
 
   const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => api.handle(req, res));
   server.on('upgrade', (req, socket, head) => {
@@ -118,7 +155,9 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       server.close(() => resolve());
       server.closeAllConnections();
     });
+    clearInterval(sweeper);
     await bus.close();
+    await store.close();
     logger.info({ node: id }, 'silk node stopped');
   };
 
@@ -127,6 +166,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     port,
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`,
     apps,
+    store,
     defaultApp,
     get state() {
       return state;

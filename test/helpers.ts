@@ -2,11 +2,14 @@
  * Test harness: a real node on port 0, real HTTP, real `ws` clients.
  */
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { signToken } from '../src/auth/tokens.js';
 import { validateConfig, type AppConfig } from '../src/config.js';
-import { startNode, type SilkNode } from '../src/node.js';
+import { startNode, type NodeOptions, type SilkNode } from '../src/node.js';
 
 export const APP_A: AppConfig = { id: 'acme', secret: 'a'.repeat(40), apiKey: 'acme-key-0123456789' };
 export const APP_B: AppConfig = { id: 'globex', secret: 'b'.repeat(40), apiKey: 'globex-key-0123456789' };
@@ -22,11 +25,21 @@ export interface TestNode {
   close(): Promise<void>;
 }
 
-/** Start a node with two apps; `config` is merged into the file-level configuration. */
-export async function startTestNode(config: Record<string, unknown> = {}): Promise<TestNode> {
+/** A fresh data directory under the system temp dir. */
+export function tempDir(prefix = 'silk-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * Start a node with two apps; `config` is merged into the file-level
+ * configuration. Without a `dataDir` the node gets a temporary one, removed
+ * on close.
+ */
+export async function startTestNode(config: Record<string, unknown> = {}, options: NodeOptions = {}): Promise<TestNode> {
+  const own = config['dataDir'] === undefined ? tempDir() : undefined;
   const node = await startNode(
-    validateConfig({ port: 0, host: '127.0.0.1', apps: [APP_A, APP_B], logLevel: 'silent', ...config }),
-    { logger: pino({ level: 'silent' }) },
+    validateConfig({ port: 0, host: '127.0.0.1', apps: [APP_A, APP_B], logLevel: 'silent', ...(own ? { dataDir: own } : {}), ...config }),
+    { logger: pino({ level: 'silent' }), ...options },
   );
   const url = node.url;
   const clients: Client[] = [];
@@ -66,6 +79,7 @@ export async function startTestNode(config: Record<string, unknown> = {}): Promi
     async close() {
       for (const c of clients) c.ws.terminate();
       await node.close();
+      if (own !== undefined) rmSync(own, { recursive: true, force: true });
     },
   };
   return t;

@@ -10,7 +10,8 @@ import { isValidChannel } from '../core/channels.js';
 import { SilkError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import type { Bus, Ids, Presence } from '../core/ports.js';
-import { validatePublish, type PublishLimits } from '../core/publish.js';
+import { validatePublish, type PublishLimits, type PublishRequest } from '../core/publish.js';
+import { isMessageId, type InboxSelector, type Store, type StoredMessage } from '../core/store.js';
 import { isValidUser } from '../core/users.js';
 import { RateLimiter } from './rate-limit.js';
 
@@ -23,30 +24,79 @@ export interface ApiApp {
 export interface ApiLimits extends PublishLimits {
   readonly maxBodyBytes: number;
   readonly apiRequestsPerSecond: number;
+  readonly inboxPageSize: number;
 }
+
+/** Largest inbox page the API returns, and most ids one acknowledgement names. */
+export const MAX_INBOX_PAGE = 1000;
 
 export interface ApiOptions {
   readonly apps: ReadonlyMap<string, ApiApp>;
   readonly hub: Hub;
   readonly bus: Bus;
   readonly ids: Ids;
+  readonly store: Store;
   readonly presence: Presence;
   readonly limits: ApiLimits;
   readonly logger: Logger;
   /** Whether the node accepts traffic (false while draining). */
   readonly ready: () => boolean;
   readonly metrics: () => Promise<{ body: string; contentType: string }>;
+  /** Counts for metrics. */
+  readonly events: { stored(evicted: number): void; storeError(): void };
   /** Close every connection of a user; returns how many were closed. */
   readonly disconnectUser: (app: string, user: string) => number;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, app: ApiApp, param: string) => Promise<void>;
+type Handler = (req: IncomingMessage, res: ServerResponse, app: ApiApp, params: readonly string[], query: URLSearchParams) => Promise<void>;
 
 interface Route {
-  readonly method: 'GET' | 'POST';
-  /** Path after `/v1/apps/{app}`: `messages`, `stats`, `users/:`, `users/:/disconnect`, `channels/:`. */
-  readonly shape: string;
+  readonly method: 'GET' | 'POST' | 'DELETE';
+  /** Path after `/v1/apps/{app}`, with `:` for a parameter, such as `users/:/inbox`. */
+  readonly shape: readonly string[];
   readonly handle: Handler;
+}
+
+/** The parameters of `seg` if it has the route's shape, else undefined. */
+function match(shape: readonly string[], seg: readonly string[]): string[] | undefined {
+  if (shape.length !== seg.length) return undefined;
+  const params: string[] = [];
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === ':') params.push(seg[i]!);
+    else if (shape[i] !== seg[i]) return undefined;
+  }
+  return params;
+}
+
+/** A stored message as the API shows it; `data` is spliced in as the JSON text it is. */
+function messageJson(m: StoredMessage): string {
+  let s = '{"id":"' + m.id + '"';
+  if (m.event !== undefined) s += ',"event":' + JSON.stringify(m.event);
+  s += ',"data":' + m.data + ',"publishedAt":"' + new Date(m.at).toISOString() + '"';
+  if (m.expires !== undefined) s += ',"expiresAt":"' + new Date(m.expires).toISOString() + '"';
+  return s + '}';
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Which inbox messages an acknowledgement body names: `{"ids": [...]}` or `{"upTo": "…"}`. */
+function selector(body: unknown): InboxSelector {
+  if (!isObject(body)) throw new SilkError('invalid_request', 'the body must be a JSON object');
+  for (const k of Object.keys(body)) {
+    if (k !== 'ids' && k !== 'upTo') throw new SilkError('invalid_request', `unknown field \`${k}\``);
+  }
+  const { ids, upTo } = body;
+  if ((ids === undefined) === (upTo === undefined)) throw new SilkError('invalid_request', 'give exactly one of `ids` and `upTo`');
+  if (upTo !== undefined) {
+    if (!isMessageId(upTo)) throw new SilkError('invalid_request', '`upTo` must be a message id (a decimal string)');
+    return { upTo };
+  }
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_INBOX_PAGE || !ids.every(isMessageId)) {
+    throw new SilkError('invalid_request', `\`ids\` must be an array of 1–${MAX_INBOX_PAGE} message ids (decimal strings)`);
+  }
+  return { ids };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -103,12 +153,20 @@ export class HttpApi {
   constructor(options: ApiOptions) {
     this.#o = options;
     this.#limiter = new RateLimiter(options.limits.apiRequestsPerSecond);
+    const route = (method: Route['method'], shape: string, handle: Handler): Route => ({ method, shape: shape.split('/'), handle });
     this.#routes = [
-      { method: 'POST', shape: 'messages', handle: (q, s, a) => this.#publish(q, s, a) },
-      { method: 'GET', shape: 'stats', handle: (_q, s, a) => this.#stats(s, a) },
-      { method: 'GET', shape: 'users/:', handle: (_q, s, a, p) => this.#user(s, a, p) },
-      { method: 'POST', shape: 'users/:/disconnect', handle: (_q, s, a, p) => this.#disconnect(s, a, p) },
-      { method: 'GET', shape: 'channels/:', handle: (_q, s, a, p) => this.#channel(s, a, p) },
+      route('POST', 'messages', (q, s, a) => this.#publish(q, s, a)),
+      route('GET', 'stats', (_q, s, a) => this.#stats(s, a)),
+      route('GET', 'users/:', (_q, s, a, p) => this.#user(s, a, p[0]!)),
+      route('POST', 'users/:/disconnect', (_q, s, a, p) => this.#disconnect(s, a, p[0]!)),
+      route('GET', 'users/:/inbox', (_q, s, a, p, query) => this.#inbox(s, a, p[0]!, query)),
+      route('POST', 'users/:/inbox/ack', async (q, s, a, p) => this.#ack(s, a, p[0]!, selector(await readJson(q, this.#o.limits.maxBodyBytes)))),
+      route('DELETE', 'users/:/inbox', (_q, s, a, p) => this.#ack(s, a, p[0]!, { all: true })),
+      route('DELETE', 'users/:/inbox/:', (_q, s, a, p) => {
+        if (!isMessageId(p[1])) throw new SilkError('invalid_request', 'the message id must be a decimal string');
+        return this.#ack(s, a, p[0]!, { ids: [p[1]] });
+      }),
+      route('GET', 'channels/:', (_q, s, a, p) => this.#channel(s, a, p[0]!)),
     ];
   }
 
@@ -153,23 +211,18 @@ export class HttpApi {
     const seg = segments(path);
     if (seg[0] !== 'v1' || seg[1] !== 'apps' || seg.length < 4) throw new SilkError('not_found', `no route ${path}`);
     const rest = seg.slice(3);
-    let param = '';
-    const shape = rest
-      .map((s, i) => {
-        if (i === 1 && (rest[0] === 'users' || rest[0] === 'channels')) {
-          param = s;
-          return ':';
-        }
-        return s;
-      })
-      .join('/');
-    const matches = this.#routes.filter((r) => r.shape === shape);
+    const matches: { route: Route; params: string[] }[] = [];
+    for (const r of this.#routes) {
+      const params = match(r.shape, rest);
+      if (params !== undefined) matches.push({ route: r, params });
+    }
     if (matches.length === 0) throw new SilkError('not_found', `no route ${path}`);
     // HEAD is GET without the body (node:http drops it).
     const method = req.method === 'HEAD' ? 'GET' : req.method;
-    const route = matches.find((r) => r.method === method);
-    if (route === undefined) {
-      res.setHeader('allow', matches.map((r) => r.method).join(', '));
+    // A literal segment beats a parameter (`inbox/ack` before `inbox/:`): fewer parameters first.
+    const found = matches.filter((m) => m.route.method === method).sort((a, b) => a.params.length - b.params.length)[0];
+    if (found === undefined) {
+      res.setHeader('allow', [...new Set(matches.map((m) => m.route.method))].join(', '));
       throw new SilkError('method_not_allowed', `${req.method} is not allowed on ${path}`);
     }
     const app = this.#o.apps.get(seg[2]!);
@@ -178,7 +231,7 @@ export class HttpApi {
     if (!this.#limiter.take(app.id)) {
       throw new SilkError('rate_limited', `app ${app.id} is over ${this.#o.limits.apiRequestsPerSecond} requests/s`);
     }
-    await route.handle(req, res, app, param);
+    await found.route.handle(req, res, app, found.params, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)));
   }
 
   /** Run `then` for GET (or HEAD); anything else is 405 with `Allow` (RFC 9110 §15.5.6). */
@@ -201,14 +254,96 @@ export class HttpApi {
   async #publish(req: IncomingMessage, res: ServerResponse, app: ApiApp): Promise<void> {
     const body = await readJson(req, this.#o.limits.maxBodyBytes);
     const p = validatePublish(body, this.#o.limits);
+    const r = await this.#send(app.id, p);
+    if (r.duplicate) res.setHeader('idempotent-replayed', 'true');
+    json(res, 202, { id: r.id });
+  }
+
+  /**
+   * Give a checked message an id, store it when it is durable or carries an
+   * idempotency key (the answer waits for the store), and put it on the bus.
+   */
+  async #send(app: string, p: PublishRequest): Promise<{ id: string; duplicate: boolean }> {
+    await this.#o.ids.ensure(1);
     const id = this.#o.ids.next().toString();
-    this.#o.hub.countIn(app.id);
-    this.#o.bus.publish(
-      p.event === undefined
-        ? { app: app.id, id, target: p.target, data: p.data }
-        : { app: app.id, id, target: p.target, data: p.data, event: p.event },
-    );
-    json(res, 202, { id });
+    let unread: Record<string, number> | undefined;
+    if (p.durable || p.idempotencyKey !== undefined) {
+      const at = Date.now();
+      const message: StoredMessage = {
+        id,
+        data: p.data,
+        at,
+        ...(p.event !== undefined ? { event: p.event } : {}),
+        ...(p.ttl !== undefined ? { expires: at + p.ttl * 1000 } : {}),
+      };
+      const t = p.target;
+      let w;
+      try {
+        w = await this.#o.store.write({
+          app,
+          message,
+          ...(p.durable && 'users' in t ? { users: t.users } : {}),
+          ...(p.durable && 'channels' in t ? { channels: t.channels } : {}),
+          ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
+        });
+      } catch (err) {
+        this.#o.events.storeError();
+        this.#o.logger.warn({ err, app, id }, 'store write failed');
+        throw new SilkError('store_unavailable', 'the message was not stored; retry');
+      }
+      if (w.duplicate) return { id: w.id, duplicate: true };
+      if (p.durable) this.#o.events.stored(w.evicted);
+      if (w.unread.size > 0) unread = Object.fromEntries(w.unread);
+    }
+    this.#o.hub.countIn(app);
+    this.#o.bus.publish({
+      app,
+      id,
+      target: p.target,
+      data: p.data,
+      ...(p.event !== undefined ? { event: p.event } : {}),
+      ...(p.durable ? { durable: true } : {}),
+      ...(unread !== undefined ? { unread } : {}),
+    });
+    return { id, duplicate: false };
+  }
+
+  async #inbox(res: ServerResponse, app: ApiApp, user: string, query: URLSearchParams): Promise<void> {
+    if (!isValidUser(user)) throw new SilkError('invalid_request', 'invalid user id');
+    const after = query.get('after') ?? undefined;
+    if (after !== undefined && !isMessageId(after)) throw new SilkError('invalid_request', '`after` must be a message id');
+    const limitText = query.get('limit');
+    const limit = limitText === null ? this.#o.limits.inboxPageSize : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_INBOX_PAGE) {
+      throw new SilkError('invalid_request', `\`limit\` must be an integer from 1 to ${MAX_INBOX_PAGE}`);
+    }
+    let page;
+    try {
+      page = await this.#o.store.inbox(app.id, user, after, limit);
+    } catch (err) {
+      this.#o.events.storeError();
+      this.#o.logger.warn({ err, app: app.id, user }, 'inbox read failed');
+      throw new SilkError('store_unavailable', 'the inbox could not be read; retry');
+    }
+    const text =
+      '{"user":' + JSON.stringify(user) + ',"messages":[' + page.messages.map(messageJson).join(',') + '],"unread":' +
+      page.unread + ',"more":' + page.more + '}';
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  async #ack(res: ServerResponse, app: ApiApp, user: string, which: InboxSelector): Promise<void> {
+    if (!isValidUser(user)) throw new SilkError('invalid_request', 'invalid user id');
+    let r;
+    try {
+      r = await this.#o.store.ack(app.id, user, which);
+    } catch (err) {
+      this.#o.events.storeError();
+      this.#o.logger.warn({ err, app: app.id, user }, 'inbox ack failed');
+      throw new SilkError('store_unavailable', 'the acknowledgement was not stored; retry');
+    }
+    if (r.removed > 0) this.#o.bus.publish({ kind: 'unread', app: app.id, user, count: r.unread });
+    json(res, 200, { user, removed: r.removed, unread: r.unread });
   }
 
   async #stats(res: ServerResponse, app: ApiApp): Promise<void> {

@@ -110,6 +110,10 @@ export const ErrorCodes = {
     description: 'The node is shutting down: it refuses new connections and closes open ones.',
   },
   internal: { status: 500, close: CloseCode.INTERNAL, description: 'An unexpected failure inside the server.' },
+  store_unavailable: {
+    status: 503,
+    description: 'The message store could not take or answer the request (disk, database or Redis failure); nothing was stored: retry.',
+  },
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -4,7 +4,7 @@
  * the local connections that should receive it and hands each the shared
  * frame; writing is the transport's business.
  */
-import { messageFrame, type Envelope, type Outbound } from './message.js';
+import { messageFrame, unreadFrame, type Envelope, type Outbound } from './message.js';
 
 /** A connection as the hub sees it; transports implement it. */
 export interface Peer {
@@ -139,7 +139,12 @@ export class Hub {
         const devices = a.users.get(u);
         if (devices === undefined) continue;
         frame ??= messageFrame(env);
-        for (const p of devices) p.push(frame);
+        const count = env.unread?.[u];
+        const unread = count === undefined ? undefined : unreadFrame(count);
+        for (const p of devices) {
+          p.push(frame);
+          if (unread !== undefined) p.push(unread);
+        }
         n += devices.size;
       }
     } else if (a.peers.size > 0) {
@@ -149,6 +154,14 @@ export class Hub {
     }
     a.messagesOut += n;
     return n;
+  }
+
+  /** Tell every device of `user` on this node its unread count. */
+  unread(app: string, user: string, count: number): void {
+    const devices = this.#apps.get(app)?.users.get(user);
+    if (devices === undefined) return;
+    const frame = unreadFrame(count);
+    for (const p of devices) p.push(frame);
   }
 
   /** Every connection of `user`, on this node. */

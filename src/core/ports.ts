@@ -3,16 +3,17 @@
  * (`src/engines/memory`) and, in cluster mode, a Redis one. No library type
  * appears here.
  */
-import type { Envelope } from './message.js';
+import type { BusMessage } from './message.js';
 
 export type { Ids } from './ids.js';
+export type { Store } from './store.js';
 
-/** Carries envelopes from the API of any node to the hubs of the nodes that hold their targets. */
+/** Carries messages and user signals from the API of any node to the hubs of the nodes that hold their targets. */
 export interface Bus {
-  /** Send an envelope towards every node that may hold one of its targets. */
-  publish(env: Envelope): void;
-  /** Receive envelopes addressed to this node. One handler per bus. */
-  onEnvelope(handler: (env: Envelope) => void): void;
+  /** Send towards every node that may hold one of the targets. */
+  publish(m: BusMessage): void;
+  /** Receive what is addressed to this node. One handler per bus. */
+  onMessage(handler: (m: BusMessage) => void): void;
   close(): Promise<void>;
 }
 

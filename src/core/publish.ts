@@ -12,15 +12,23 @@ export interface PublishRequest {
   readonly target: Target;
   readonly data: string;
   readonly event?: string;
+  /** Stored until acknowledged (users) or kept in channel history (channels). */
+  readonly durable: boolean;
+  /** Seconds a durable message is kept at most. */
+  readonly ttl?: number;
+  readonly idempotencyKey?: string;
 }
 
 export interface PublishLimits {
   readonly maxMessageBytes: number;
   readonly maxRecipients: number;
+  readonly maxTtlSeconds: number;
 }
 
-const BODY_KEYS = new Set(['to', 'data', 'event']);
+const BODY_KEYS = new Set(['to', 'data', 'event', 'durable', 'ttl', 'idempotencyKey']);
 const MAX_EVENT_LENGTH = 100;
+/** The longest idempotency key. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -84,10 +92,45 @@ export function validatePublish(body: unknown, limits: PublishLimits): PublishRe
   if (Buffer.byteLength(data) > limits.maxMessageBytes) {
     throw new SilkError('payload_too_large', `\`data\` is over limits.maxMessageBytes (${limits.maxMessageBytes} bytes)`);
   }
+  const req: { -readonly [K in keyof PublishRequest]: PublishRequest[K] } = { target: t, data, durable: false };
   const event = body['event'];
-  if (event === undefined) return { target: t, data };
-  if (typeof event !== 'string' || event.length === 0 || event.length > MAX_EVENT_LENGTH) {
-    throw new SilkError('invalid_request', `\`event\` must be a string of 1–${MAX_EVENT_LENGTH} characters`);
+  if (event !== undefined) {
+    if (typeof event !== 'string' || event.length === 0 || event.length > MAX_EVENT_LENGTH) {
+      throw new SilkError('invalid_request', `\`event\` must be a string of 1–${MAX_EVENT_LENGTH} characters`);
+    }
+    req.event = event;
   }
-  return { target: t, data, event };
+  const durable = body['durable'];
+  if (durable !== undefined) {
+    if (typeof durable !== 'boolean') throw new SilkError('invalid_request', '`durable` must be true or false');
+    req.durable = durable;
+  }
+  if (req.durable && 'all' in t) {
+    throw new SilkError('invalid_target', 'durable messages go to users or channels, not to all');
+  }
+  const ttl = body['ttl'];
+  if (ttl !== undefined) {
+    if (!req.durable) throw new SilkError('invalid_request', '`ttl` applies to durable messages only');
+    if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > limits.maxTtlSeconds) {
+      throw new SilkError('invalid_request', `\`ttl\` must be an integer number of seconds from 1 to ${limits.maxTtlSeconds}`);
+    }
+    req.ttl = ttl;
+  }
+  const key = body['idempotencyKey'];
+  if (key !== undefined) {
+    if (
+      typeof key !== 'string' ||
+      key.length === 0 ||
+      key.length > MAX_IDEMPOTENCY_KEY_LENGTH ||
+      // eslint-disable-next-line no-control-regex
+      /[\u0000-\u001f\u007f]/.test(key)
+    ) {
+      throw new SilkError(
+        'invalid_request',
+        `\`idempotencyKey\` must be a string of 1–${MAX_IDEMPOTENCY_KEY_LENGTH} characters without control characters`,
+      );
+    }
+    req.idempotencyKey = key;
+  }
+  return req;
 }

@@ -2,6 +2,12 @@
  * One WebSocket connection. It *is* the `ws` socket object (a subclass), so
  * a connection costs one object, and its event handlers are shared
  * functions that read `this` rather than closures made per connection.
+ *
+ * While the connection catches up from the store (its inbox after
+ * `welcome`, a channel's history on a resubscribe), live frames are held
+ * back and client requests wait; afterwards the held frames follow, minus
+ * any the catch-up already delivered, so the client sees what it missed in
+ * order, then live ones, with no duplicate and no gap.
  */
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
@@ -16,8 +22,19 @@ export interface ConnectionContext {
   readonly maxOutboundBytes: number;
   /** Put a connection on the next flush. */
   mark(c: WsConnection): void;
-  /** End a connection for a protocol or limit reason. */
+  /** End a connection whose outbound queue is over the limit. */
   overflow(c: WsConnection): void;
+}
+
+/** State that exists only while a connection catches up (rare: kept out of the connection object). */
+interface Catchup {
+  /** Live frames held back. */
+  readonly held: Outbound[];
+  heldBytes: number;
+  /** Keys of the message frames the catch-up sent. */
+  readonly sent: Set<string>;
+  /** Client frames that arrived meanwhile, handled afterwards. */
+  readonly requests: string[];
 }
 
 export class WsConnection extends WebSocket implements Peer, Flushable, Beating {
@@ -43,13 +60,41 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   sock: Duplex | null = null;
   #queue: Buffer[] | null = null;
   #queued = 0;
+  #catchup: Catchup | null = null;
 
   get transport(): string {
     return 'websocket';
   }
 
+  /** Whether the connection is catching up from the store. */
+  get catchingUp(): boolean {
+    return this.#catchup !== null;
+  }
+
+  /** Bytes waiting to be written: queued here and buffered in the socket. */
+  get pending(): number {
+    return this.#queued + (this.sock?.writableLength ?? 0);
+  }
+
+  /** A live frame: held back while catching up, else queued. */
   push(frame: Outbound): void {
     if (!this.live) return;
+    const cu = this.#catchup;
+    if (cu === null) return this.#enqueue(frame);
+    const bytes = frame.bytes(wsTextFrame).length;
+    cu.heldBytes += bytes;
+    if (cu.heldBytes + this.pending > this.ctx!.maxOutboundBytes) return this.ctx!.overflow(this);
+    cu.held.push(frame);
+  }
+
+  /** A frame of the conversation itself (a reply, a caught-up message): queued now. */
+  direct(frame: Outbound): void {
+    if (!this.live) return;
+    if (this.#catchup !== null && frame.key !== undefined) this.#catchup.sent.add(frame.key);
+    this.#enqueue(frame);
+  }
+
+  #enqueue(frame: Outbound): void {
     const bytes = frame.bytes(wsTextFrame);
     const ctx = this.ctx!;
     this.#queued += bytes.length;
@@ -60,6 +105,32 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     if (this.#queue === null) this.#queue = [bytes];
     else this.#queue.push(bytes);
     if (!this.dirty) ctx.mark(this);
+  }
+
+  /** Start holding live frames back. */
+  beginCatchup(): void {
+    this.#catchup ??= { held: [], heldBytes: 0, sent: new Set(), requests: [] };
+  }
+
+  /** Keep a client frame for after the catch-up; false if not catching up. */
+  deferRequest(text: string): boolean {
+    if (this.#catchup === null) return false;
+    this.#catchup.requests.push(text);
+    return true;
+  }
+
+  /**
+   * Stop holding back: queue the held frames the catch-up did not already
+   * send, and return the client frames that waited.
+   */
+  endCatchup(): string[] {
+    const cu = this.#catchup;
+    if (cu === null) return [];
+    this.#catchup = null;
+    for (const f of cu.held) {
+      if (f.key === undefined || !cu.sent.has(f.key)) this.push(f);
+    }
+    return cu.requests;
   }
 
   flush(): void {
@@ -82,5 +153,6 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     this.live = false;
     if (this.#queue !== null) this.#queue.length = 0;
     this.#queued = 0;
+    this.#catchup = null;
   }
 }

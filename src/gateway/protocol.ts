@@ -4,23 +4,38 @@
  */
 import { SilkError, type ErrorCode } from '../core/errors.js';
 import { Outbound } from '../core/message.js';
+import { isMessageId, type InboxSelector } from '../core/store.js';
 
 export const PROTOCOL_VERSION = 1;
 
+/** Most ids one `ack` frame may name. */
+export const MAX_ACK_IDS = 1000;
+/** Largest page an `inbox` request may ask for. */
+export const MAX_INBOX_LIMIT = 1000;
+
 /** A checked client frame. */
 export type ClientFrame =
-  | { readonly type: 'subscribe'; readonly id: number; readonly channel: unknown }
+  | { readonly type: 'subscribe'; readonly id: number; readonly channel: unknown; readonly since: string | undefined }
   | { readonly type: 'unsubscribe'; readonly id: number; readonly channel: unknown }
+  | { readonly type: 'ack'; readonly id: number; readonly which: InboxSelector }
+  | { readonly type: 'inbox'; readonly id: number; readonly after: string | undefined; readonly limit: number | undefined }
   | { readonly type: 'ping'; readonly id: number | undefined }
   | { readonly type: 'pong' };
 
 /** Fields each client frame type may carry. */
 const FIELDS: Record<ClientFrame['type'], readonly string[]> = {
-  subscribe: ['type', 'id', 'channel'],
+  subscribe: ['type', 'id', 'channel', 'since'],
   unsubscribe: ['type', 'id', 'channel'],
+  ack: ['type', 'id', 'ids', 'upTo'],
+  inbox: ['type', 'id', 'after', 'limit'],
   ping: ['type', 'id'],
   pong: ['type'],
 };
+
+function messageId(v: unknown, field: string, id: number): string {
+  if (!isMessageId(v)) throw new FrameError('invalid_request', `\`${field}\` must be a message id (a decimal string)`, id);
+  return v;
+}
 
 /** A frame that could not be read, with the request id when one was found. */
 export class FrameError extends SilkError {
@@ -59,11 +74,38 @@ export function parseClientFrame(text: string): ClientFrame {
   for (const k of Object.keys(o)) {
     if (!allowed.includes(k)) throw new FrameError('invalid_request', `unknown field \`${k}\` in ${type}`, id);
   }
+  if (type !== 'ping' && type !== 'pong' && id === undefined) {
+    throw new FrameError('invalid_request', `${type} needs a numeric \`id\``);
+  }
   switch (type) {
     case 'subscribe':
+      return { type, id: id!, channel: o['channel'], since: o['since'] === undefined ? undefined : messageId(o['since'], 'since', id!) };
     case 'unsubscribe':
-      if (id === undefined) throw new FrameError('invalid_request', `${type} needs a numeric \`id\``);
-      return { type, id, channel: o['channel'] };
+      return { type, id: id!, channel: o['channel'] };
+    case 'ack': {
+      const ids = o['ids'];
+      const upTo = o['upTo'];
+      if ((ids === undefined) === (upTo === undefined)) {
+        throw new FrameError('invalid_request', 'ack needs exactly one of `ids` and `upTo`', id);
+      }
+      if (upTo !== undefined) return { type, id: id!, which: { upTo: messageId(upTo, 'upTo', id!) } };
+      if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACK_IDS) {
+        throw new FrameError('invalid_request', `\`ids\` must be an array of 1–${MAX_ACK_IDS} message ids`, id);
+      }
+      return { type, id: id!, which: { ids: ids.map((v) => messageId(v, 'ids', id!)) } };
+    }
+    case 'inbox': {
+      const limit = o['limit'];
+      if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_INBOX_LIMIT)) {
+        throw new FrameError('invalid_request', `\`limit\` must be an integer from 1 to ${MAX_INBOX_LIMIT}`, id);
+      }
+      return {
+        type,
+        id: id!,
+        after: o['after'] === undefined ? undefined : messageId(o['after'], 'after', id!),
+        limit: limit as number | undefined,
+      };
+    }
     case 'ping':
       if (o['id'] !== undefined && id === undefined) throw new FrameError('invalid_request', '`id` must be a number');
       return { type, id };
@@ -72,16 +114,17 @@ export function parseClientFrame(text: string): ClientFrame {
   }
 }
 
-/** `welcome`, the first frame on every connection. */
-export function welcomeFrame(connection: string, user: string, heartbeatSeconds: number): Outbound {
+/** `welcome`, the first frame on every connection; `unread` is absent when the store could not be read. */
+export function welcomeFrame(connection: string, user: string, heartbeatSeconds: number, unread: number | undefined): Outbound {
   return new Outbound(
-    JSON.stringify({ type: 'welcome', version: PROTOCOL_VERSION, connection, user, heartbeat: heartbeatSeconds }),
+    JSON.stringify({ type: 'welcome', version: PROTOCOL_VERSION, connection, user, heartbeat: heartbeatSeconds, unread }),
   );
 }
 
-/** `reply` to request `id`, with optional extra fields. */
-export function replyFrame(id: number): Outbound {
-  return new Outbound('{"type":"reply","id":' + id + '}');
+/** `reply` to request `id`, with the fields of `extra` after `type` and `id`. */
+export function replyFrame(id: number, extra?: Record<string, unknown>): Outbound {
+  if (extra === undefined) return new Outbound('{"type":"reply","id":' + id + '}');
+  return new Outbound(JSON.stringify({ type: 'reply', id, ...extra }));
 }
 
 /** `error`, for request `id` when known. */

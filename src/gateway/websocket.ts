@@ -10,6 +10,9 @@ import { verifyToken, type Grant, type KeyLookup } from '../auth/tokens.js';
 import { allows, isValidChannel } from '../core/channels.js';
 import { closeCodeOf, SilkError, type ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
+import type { Bus } from '../core/ports.js';
+import type { InboxSelector, Store } from '../core/store.js';
+import { Catchups } from './catchup.js';
 import { WsConnection, type ConnectionContext } from './connection.js';
 import { Flusher } from './flusher.js';
 import { HeartbeatWheel } from './heartbeat.js';
@@ -20,7 +23,6 @@ import {
   PING,
   PONG,
   replyFrame,
-  welcomeFrame,
   type ClientFrame,
 } from './protocol.js';
 
@@ -34,6 +36,7 @@ export interface GatewayLimits {
   readonly maxFramesPerSecond: number;
   readonly maxOutboundBytes: number;
   readonly maxConnectionsPerApp: number;
+  readonly inboxPageSize: number;
 }
 
 /** Things the gateway reports, for metrics. */
@@ -41,10 +44,13 @@ export interface GatewayEvents {
   frameError(code: ErrorCode): void;
   closed(reason: ErrorCode | 'client'): void;
   opened(): void;
+  storeError(): void;
 }
 
 export interface GatewayOptions {
   readonly hub: Hub;
+  readonly store: Store;
+  readonly bus: Bus;
   readonly keyOf: KeyLookup;
   readonly nodeId: string;
   readonly heartbeatSeconds: number;
@@ -111,6 +117,7 @@ export class WebSocketGateway {
   readonly #ctx: GatewayContext;
   readonly #all = new Set<WsConnection>();
   readonly #heartbeatMs: number;
+  readonly #catchups: Catchups;
   #pending = new Map<string, number>();
   #seq = 0;
   #draining = false;
@@ -128,6 +135,15 @@ export class WebSocketGateway {
       WebSocket: WsConnection,
     });
     this.#wheel = new HeartbeatWheel(this.#heartbeatMs, (c, now) => this.#beat(c, now));
+    this.#catchups = new Catchups({
+      store: options.store,
+      heartbeatSeconds: options.heartbeatSeconds,
+      inboxPageSize: options.limits.inboxPageSize,
+      maxOutboundBytes: options.limits.maxOutboundBytes,
+      logger: options.logger,
+      done: (c) => this.#resume(c),
+      storeError: () => options.events.storeError(),
+    });
   }
 
   /** Open connections on this node. */
@@ -202,8 +218,21 @@ export class WebSocketGateway {
     this.#wheel.add(c);
     this.#o.hub.add(c);
     this.#o.events.opened();
-    c.push(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds));
-    if (this.#draining) this.end(c, 'draining');
+    if (this.#draining) return this.end(c, 'draining');
+    this.#catchups.welcome(c);
+  }
+
+  /** A catch-up ended: handle the client frames that waited, until one starts another catch-up. */
+  #resume(c: WsConnection): void {
+    const waiting = c.endCatchup();
+    for (let i = 0; i < waiting.length; i++) {
+      if (!c.live) return;
+      if (c.catchingUp) {
+        for (; i < waiting.length; i++) c.deferRequest(waiting[i]!);
+        return;
+      }
+      this.#handle(c, waiting[i]!);
+    }
   }
 
   /** A frame from a client. */
@@ -217,29 +246,55 @@ export class WebSocketGateway {
     }
     if (++c.frames > this.#o.limits.maxFramesPerSecond) return this.end(c, 'flood');
     if (isBinary) return this.#reject(c, new FrameError('invalid_request', 'binary frames are not part of protocol v1'));
+    const text = data.toString();
+    // While catching up from the store, requests wait their turn (bounded by the flood limit).
+    if (c.deferRequest(text)) return;
+    this.#handle(c, text);
+  }
+
+  #handle(c: WsConnection, text: string): void {
     let frame: ClientFrame;
     try {
-      frame = parseClientFrame(data.toString());
+      frame = parseClientFrame(text);
     } catch (err) {
       return this.#reject(c, err as FrameError);
     }
     switch (frame.type) {
       case 'subscribe':
-        return this.#subscribe(c, frame.id, frame.channel);
+        return this.#subscribe(c, frame.id, frame.channel, frame.since);
       case 'unsubscribe':
         if (!isValidChannel(frame.channel)) {
           return this.#reject(c, new FrameError('invalid_channel', 'invalid channel name', frame.id));
         }
         this.#o.hub.unsubscribe(c, frame.channel);
-        return c.push(replyFrame(frame.id));
+        return c.direct(replyFrame(frame.id));
+      case 'ack':
+        return this.#ack(c, frame.id, frame.which);
+      case 'inbox':
+        return this.#catchups.inbox(c, frame.id, frame.after, frame.limit);
       case 'ping':
-        return c.push(frame.id === undefined ? PONG : replyFrame(frame.id));
+        return c.direct(frame.id === undefined ? PONG : replyFrame(frame.id));
       case 'pong':
         return;
     }
   }
 
-  #subscribe(c: WsConnection, id: number, channel: unknown): void {
+  #ack(c: WsConnection, id: number, which: InboxSelector): void {
+    this.#o.store.ack(c.app, c.user, which).then(
+      (r) => {
+        c.direct(replyFrame(id, { removed: r.removed, unread: r.unread }));
+        // Every device of the user learns the new count (this one too, in order with its messages).
+        if (r.removed > 0) this.#o.bus.publish({ kind: 'unread', app: c.app, user: c.user, count: r.unread });
+      },
+      (err: unknown) => {
+        this.#o.events.storeError();
+        this.#o.logger.warn({ err, app: c.app, user: c.user, connection: c.id }, 'ack failed');
+        c.direct(errorFrame('store_unavailable', 'the acknowledgement was not stored; send it again', id));
+      },
+    );
+  }
+
+  #subscribe(c: WsConnection, id: number, channel: unknown, since: string | undefined): void {
     if (!isValidChannel(channel)) return this.#reject(c, new FrameError('invalid_channel', 'invalid channel name', id));
     if (!allows(c.patterns, channel)) {
       return this.#reject(c, new FrameError('forbidden_channel', `the token does not allow channel ${channel}`, id));
@@ -251,12 +306,13 @@ export class WebSocketGateway {
       );
     }
     this.#o.hub.subscribe(c, channel);
-    c.push(replyFrame(id));
+    if (since === undefined) return c.direct(replyFrame(id));
+    this.#catchups.recover(c, id, channel, since);
   }
 
   #reject(c: WsConnection, err: FrameError): void {
     this.#o.events.frameError(err.code);
-    c.push(errorFrame(err.code, err.message, err.requestId));
+    c.direct(errorFrame(err.code, err.message, err.requestId));
   }
 
   /** ws reported a protocol error; it closes the connection itself. */

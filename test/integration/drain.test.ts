@@ -1,43 +1,29 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { signToken } from '../../src/auth/tokens.js';
 import { CloseCode } from '../../src/core/errors.js';
-import { APP_A, Client } from '../helpers.js';
+import { APP_A, Client, tempDir } from '../helpers.js';
+import { kill, serve as serveIn } from '../process.js';
 import { RawClient } from '../raw-client.js';
-
-const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
-
-/** Start `silk serve` as a child and resolve with it and its port (from the listening log line). */
-async function serve(config: object): Promise<{ child: ChildProcess; port: number; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'silk-drain-'));
-  const file = join(dir, 'silk.json');
-  writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--port', '0', '--host', '127.0.0.1'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) {
-    const port = (JSON.parse(line) as { port?: number }).port;
-    if (port !== undefined) return { child, port, dir };
-  }
-  throw new Error('the server exited before listening');
-}
 
 const started: { child: ChildProcess; dir: string }[] = [];
 after(() => {
   for (const s of started) {
-    if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+    kill(s.child);
     rmSync(s.dir, { recursive: true, force: true });
   }
 });
+
+/** `silk serve` in a fresh directory. */
+async function serve(config: object): Promise<{ child: ChildProcess; port: number; dir: string }> {
+  const dir = tempDir('silk-drain-');
+  const s = await serveIn(dir, config);
+  return { child: s.child, port: s.port, dir };
+}
 
 test('drain - SIGTERM sends going-away to every client, refuses new ones, exits 0', async () => {
   const s = await serve({ apps: [APP_A], drainSeconds: 2, logLevel: 'info' });

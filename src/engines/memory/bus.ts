@@ -1,18 +1,18 @@
 /**
- * The single-node bus: an envelope published here is delivered to this
- * node's hub synchronously, in publish order.
+ * The single-node bus: what is published here is handed to this node
+ * synchronously, in publish order.
  */
-import type { Envelope } from '../../core/message.js';
+import type { BusMessage } from '../../core/message.js';
 import type { Bus } from '../../core/ports.js';
 
 export class LocalBus implements Bus {
-  #handler: ((env: Envelope) => void) | undefined;
+  #handler: ((m: BusMessage) => void) | undefined;
 
-  publish(env: Envelope): void {
-    this.#handler?.(env);
+  publish(m: BusMessage): void {
+    this.#handler?.(m);
   }
 
-  onEnvelope(handler: (env: Envelope) => void): void {
+  onMessage(handler: (m: BusMessage) => void): void {
     this.#handler = handler;
   }
 
