@@ -22,8 +22,9 @@ import { startNode } from './node.js';
 const HELP = `silk — realtime message push
 
 Usage:
-  silk serve [--config FILE] [--port N] [--host H] [--data DIR]
-      Run a node with every role on the embedded engines.
+  silk serve [--config FILE] [--port N] [--host H] [--data DIR] [--dev]
+      Run a node with every role on the embedded engines. The demo page is
+      at http://HOST:PORT/ and the browser SDK at /sdk/silk.js.
   silk token --app ID --user ID [--channels a,b] [--ttl 1h] [--config FILE] [--data DIR]
       Print a connection token signed with the app's secret (for trying things out).
   silk --help
@@ -34,6 +35,8 @@ Options:
   --port N        TCP port (or SILK_PORT; default 8080)
   --host H        listen address (or SILK_HOST; default 0.0.0.0)
   --data DIR      data directory (or SILK_DATA_DIR; default ./data)
+  --dev           development mode: the demo token endpoint answers every
+                  client, not only loopback (it hands out the API key)
   --app ID        app id of the token (default: default)
   --user ID       user id (the token's sub)
   --channels LIST comma-separated channel patterns the token allows ("*" for all)
@@ -44,7 +47,7 @@ With no apps configured, silk creates an app "default" in the data dir and
 prints its secret and API key on first start.
 `;
 
-function loadConfig(flags: { config?: string; port?: string; host?: string; data?: string }): Config {
+function loadConfig(flags: { config?: string; port?: string; host?: string; data?: string; dev?: boolean }): Config {
   const path = flags.config ?? process.env['SILK_CONFIG'];
   let file: unknown = {};
   if (path !== undefined) {
@@ -62,8 +65,12 @@ function loadConfig(flags: { config?: string; port?: string; host?: string; data
   }
   const cli: Overrides = {};
   if (flags.port !== undefined) cli.port = parsePort('--port', flags.port);
-  if (flags.host !== undefined) cli.host = flags.host;
+  if (flags.host !== undefined) {
+    if (flags.host === '') throw new ConfigError('--host must be a non-empty address');
+    cli.host = flags.host;
+  }
   if (flags.data !== undefined) cli.dataDir = flags.data;
+  if (flags.dev === true) cli.dev = true;
   return applyOverrides(validateConfig(file), overridesFromEnv(process.env), cli);
 }
 
@@ -75,6 +82,7 @@ async function serve(argv: string[]): Promise<void> {
       port: { type: 'string' },
       host: { type: 'string' },
       data: { type: 'string' },
+      dev: { type: 'boolean' },
     },
     strict: true,
   });

@@ -64,6 +64,8 @@ export interface Config {
   readonly drainSeconds: number;
   /** pino log level. @default "info" */
   readonly logLevel: LogLevel;
+  /** Development mode: `POST /v1/dev/token` answers anyone (it hands out the API key). @default false */
+  readonly dev: boolean;
   /** Where durable messages live: `sqlite` (in the data dir) or `memory` (lost at exit). @default "sqlite" */
   readonly store: StoreEngine;
   /** SQLite `synchronous`: `normal` survives process crashes, `full` also power loss. @default "normal" */
@@ -106,6 +108,7 @@ export const DEFAULTS: Config = Object.freeze({
   heartbeatSeconds: 25,
   drainSeconds: 10,
   logLevel: 'info',
+  dev: false,
   store: 'sqlite',
   sqliteSynchronous: 'normal',
   limits: DEFAULT_LIMITS,
@@ -148,6 +151,7 @@ const TOP_KEYS = new Set([
   'heartbeatSeconds',
   'drainSeconds',
   'logLevel',
+  'dev',
   'store',
   'sqliteSynchronous',
   'limits',
@@ -249,6 +253,10 @@ export function validateConfig(file: unknown): Config {
     }
     c.logLevel = file['logLevel'] as LogLevel;
   }
+  if (file['dev'] !== undefined) {
+    if (typeof file['dev'] !== 'boolean') fail('dev', 'must be true or false', file['dev']);
+    c.dev = file['dev'];
+  }
   if (file['store'] !== undefined) c.store = oneOf('store', file['store'], STORE_ENGINES);
   if (file['sqliteSynchronous'] !== undefined) {
     c.sqliteSynchronous = oneOf('sqliteSynchronous', file['sqliteSynchronous'], SQLITE_SYNCHRONOUS);
@@ -262,6 +270,7 @@ export interface Overrides {
   port?: number;
   host?: string;
   dataDir?: string;
+  dev?: boolean;
 }
 
 /**

@@ -7,8 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { HttpApi } from './api/http-api.js';
-import { secretKey } from './auth/tokens.js';
+import { readFileSync } from 'node:fs';
+import { HttpApi, type DevTokens, type StaticFile } from './api/http-api.js';
+import { secretKey, signToken } from './auth/tokens.js';
 import type { AppConfig, Config } from './config.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
@@ -22,6 +23,43 @@ import { MemoryStore } from './engines/memory/store.js';
 import { SqliteStore } from './engines/sqlite/store.js';
 import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
 import { Metrics } from './metrics.js';
+
+/** Files served as they are: the browser SDK bundle and the demo page, relative to this module in dist/src. */
+const FILES: readonly { path: readonly string[]; file: string; contentType: string }[] = [
+  { path: ['/sdk/silk.js'], file: '../sdk/silk.js', contentType: 'text/javascript; charset=utf-8' },
+  { path: ['/', '/index.html'], file: '../../demo/index.html', contentType: 'text/html; charset=utf-8' },
+];
+
+/** Read the files to serve; a missing one is logged and not served. */
+function loadFiles(logger: Logger): Map<string, StaticFile> {
+  const out = new Map<string, StaticFile>();
+  for (const f of FILES) {
+    let body: Buffer;
+    try {
+      body = readFileSync(new URL(f.file, import.meta.url));
+    } catch (err) {
+      logger.warn({ file: f.file, err: (err as Error).message }, 'not serving a missing file (run npm run build)');
+      continue;
+    }
+    for (const p of f.path) out.set(p, { contentType: f.contentType, body });
+  }
+  return out;
+}
+
+/** Demo tokens for the demo page: with the implicit `default` app (loopback only) or in `--dev` mode. */
+function devTokens(config: Config, apps: readonly AppConfig[], implicit: boolean): DevTokens | undefined {
+  if (!config.dev && !implicit) return undefined;
+  return {
+    loopbackOnly: !config.dev,
+    defaultApp: apps[0]!.id,
+    async mint(app, user, channels) {
+      const a = apps.find((x) => x.id === app);
+      if (a === undefined) throw new SilkError('app_not_found', `no app ${JSON.stringify(app)}`);
+      const token = await signToken({ app, user, secret: a.secret, ttlSeconds: 3600, ...(channels !== undefined ? { channels } : {}) });
+      return { token, apiKey: a.apiKey };
+    },
+  };
+}
 
 /** How often expired and aged stored messages are removed (ms). */
 const SWEEP_MS = 30_000;
@@ -99,6 +137,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     events: metrics,
   });
   let state: NodeState = 'running';
+  const dev = devTokens(config, apps, defaultApp !== undefined);
   const api = new HttpApi({
     apps: byId,
     hub,
@@ -112,6 +151,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     metrics: () => metrics.scrape(),
     events: metrics,
     disconnectUser: (app, user) => gateway.disconnectUser(app, user),
+    files: loadFiles(logger),
+    ...(dev !== undefined ? { dev } : {}),
   });
 
   bus.onMessage((m) => {

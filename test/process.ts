@@ -21,10 +21,10 @@ export interface Served {
  * resolves once it logs that it listens (the config's logLevel must be info
  * or lower).
  */
-export async function serve(dir: string, config: object): Promise<Served> {
+export async function serve(dir: string, config: object, args: readonly string[] = ['--port', '0']): Promise<Served> {
   const file = join(dir, 'silk.json');
   writeFileSync(file, JSON.stringify({ dataDir: join(dir, 'data'), logLevel: 'info', ...config }));
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--port', '0', '--host', '127.0.0.1'], {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--host', '127.0.0.1', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });

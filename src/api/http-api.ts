@@ -46,7 +46,29 @@ export interface ApiOptions {
   readonly events: { stored(evicted: number): void; storeError(): void };
   /** Close every connection of a user; returns how many were closed. */
   readonly disconnectUser: (app: string, user: string) => number;
+  /** Files served as they are on GET and HEAD, by path: the SDK bundle, the demo page. */
+  readonly files?: ReadonlyMap<string, StaticFile>;
+  /** The development token endpoint `POST /v1/dev/token`; absent: the route does not exist. */
+  readonly dev?: DevTokens;
 }
+
+/** A file the API serves as it is. */
+export interface StaticFile {
+  readonly contentType: string;
+  readonly body: Buffer;
+}
+
+/** Mints demo tokens for `POST /v1/dev/token` (development only: it hands out the app's API key). */
+export interface DevTokens {
+  /** Answer only clients on the loopback interface. */
+  readonly loopbackOnly: boolean;
+  /** The first app's id, used when the request names none. */
+  readonly defaultApp: string;
+  /** @throws SilkError `app_not_found` */
+  mint(app: string, user: string, channels: readonly string[] | undefined): Promise<{ token: string; apiKey: string }>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
 type Handler = (req: IncomingMessage, res: ServerResponse, app: ApiApp, params: readonly string[], query: URLSearchParams) => Promise<void>;
 
@@ -207,6 +229,20 @@ export class HttpApi {
         res.end(m.body);
         return;
       }
+      case '/v1/dev/token':
+        if (this.#o.dev !== undefined) return this.#devToken(req, res, this.#o.dev);
+        break;
+    }
+    const file = this.#o.files?.get(path);
+    if (file !== undefined) {
+      return this.#only(req, res, () => {
+        res.writeHead(200, {
+          'content-type': file.contentType,
+          'content-length': file.body.length,
+          'cache-control': 'no-cache',
+        });
+        res.end(file.body);
+      });
     }
     const seg = segments(path);
     if (seg[0] !== 'v1' || seg[1] !== 'apps' || seg.length < 4) throw new SilkError('not_found', `no route ${path}`);
@@ -306,6 +342,30 @@ export class HttpApi {
       ...(unread !== undefined ? { unread } : {}),
     });
     return { id, duplicate: false };
+  }
+
+  async #devToken(req: IncomingMessage, res: ServerResponse, dev: DevTokens): Promise<void> {
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      throw new SilkError('method_not_allowed', `${req.method} is not allowed here`);
+    }
+    if (dev.loopbackOnly && !LOOPBACK.has(req.socket.remoteAddress ?? '')) {
+      throw new SilkError('not_found', 'the dev token endpoint answers only on loopback (start with --dev to open it)');
+    }
+    const body = await readJson(req, 4096);
+    if (!isObject(body)) throw new SilkError('invalid_request', 'the body must be a JSON object');
+    for (const k of Object.keys(body)) {
+      if (k !== 'user' && k !== 'channels' && k !== 'app') throw new SilkError('invalid_request', `unknown field \`${k}\``);
+    }
+    const { user, channels } = body;
+    const app = body['app'] ?? dev.defaultApp;
+    if (!isValidUser(user)) throw new SilkError('invalid_request', '`user` must be a user id');
+    if (typeof app !== 'string') throw new SilkError('invalid_request', '`app` must be an app id');
+    if (channels !== undefined && (!Array.isArray(channels) || !channels.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 201))) {
+      throw new SilkError('invalid_request', '`channels` must be an array of channel patterns');
+    }
+    const minted = await dev.mint(app, user, channels as string[] | undefined);
+    json(res, 200, { app, user, token: minted.token, apiKey: minted.apiKey });
   }
 
   async #inbox(res: ServerResponse, app: ApiApp, user: string, query: URLSearchParams): Promise<void> {

@@ -49,7 +49,7 @@ export class Catchups {
         c.direct(errorFrame('store_unavailable', 'the inbox could not be read; ask again with an inbox request'));
         return;
       }
-      c.direct(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, page.unread));
+      c.direct(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, { unread: page.unread, page: page.messages.length, more: page.more }));
       await this.#send(c, page.messages, undefined);
     });
   }

@@ -114,10 +114,20 @@ export function parseClientFrame(text: string): ClientFrame {
   }
 }
 
-/** `welcome`, the first frame on every connection; `unread` is absent when the store could not be read. */
-export function welcomeFrame(connection: string, user: string, heartbeatSeconds: number, unread: number | undefined): Outbound {
+/** What `welcome` says of the inbox: absent when the store could not be read. */
+export interface InboxSummary {
+  /** Unread messages. */
+  readonly unread: number;
+  /** Inbox messages that follow `welcome` at once (the oldest). */
+  readonly page: number;
+  /** Whether more remain after them. */
+  readonly more: boolean;
+}
+
+/** `welcome`, the first frame on every connection. */
+export function welcomeFrame(connection: string, user: string, heartbeatSeconds: number, inbox: InboxSummary | undefined): Outbound {
   return new Outbound(
-    JSON.stringify({ type: 'welcome', version: PROTOCOL_VERSION, connection, user, heartbeat: heartbeatSeconds, unread }),
+    JSON.stringify({ type: 'welcome', version: PROTOCOL_VERSION, connection, user, heartbeat: heartbeatSeconds, ...inbox }),
   );
 }
 
