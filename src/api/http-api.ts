@@ -68,7 +68,10 @@ export interface DevTokens {
   mint(app: string, user: string, channels: readonly string[] | undefined): Promise<{ token: string; apiKey: string }>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+/** Whether a peer address is on the loopback interface (127.0.0.0/8 or ::1). */
+function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+}
 
 type Handler = (req: IncomingMessage, res: ServerResponse, app: ApiApp, params: readonly string[], query: URLSearchParams) => Promise<void>;
 
@@ -349,7 +352,7 @@ export class HttpApi {
       res.setHeader('allow', 'POST');
       throw new SilkError('method_not_allowed', `${req.method} is not allowed here`);
     }
-    if (dev.loopbackOnly && !LOOPBACK.has(req.socket.remoteAddress ?? '')) {
+    if (dev.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
       throw new SilkError('not_found', 'the dev token endpoint answers only on loopback (start with --dev to open it)');
     }
     const body = await readJson(req, 4096);
