@@ -70,8 +70,32 @@ export interface Config {
   readonly store: StoreEngine;
   /** SQLite `synchronous`: `normal` survives process crashes, `full` also power loss. @default "normal" */
   readonly sqliteSynchronous: SqliteSynchronous;
+  /** Cluster mode: the Redis every node shares (store, presence, bus, ids). null: the embedded engines. @default null */
+  readonly redis: RedisConfig | null;
+  /** What this node does: `gateway` (holds connections), `api` (serves the server API). @default ["gateway","api"] */
+  readonly roles: readonly Role[];
+  /** Seconds after its last heartbeat that a node (and every route to it) counts as gone. @default 6 */
+  readonly nodeTtlSeconds: number;
+  /** The URL this node is reached at, listed by `GET /v1/nodes`. @default "http://<host>:<port>" */
+  readonly advertiseUrl: string | null;
   readonly limits: Limits;
 }
+
+/** A Redis deployment: one server, a Sentinel-watched master, or a Redis Cluster. */
+export type RedisConfig =
+  | { readonly url: string }
+  | {
+      readonly sentinel: {
+        readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+        readonly name: string;
+        readonly password?: string;
+        readonly sentinelPassword?: string;
+      };
+    }
+  | { readonly cluster: readonly string[] };
+
+export const ROLES = ['gateway', 'api'] as const;
+export type Role = (typeof ROLES)[number];
 
 export const STORE_ENGINES = ['sqlite', 'memory'] as const;
 export type StoreEngine = (typeof STORE_ENGINES)[number];
@@ -111,6 +135,10 @@ export const DEFAULTS: Config = Object.freeze({
   dev: false,
   store: 'sqlite',
   sqliteSynchronous: 'normal',
+  redis: null,
+  roles: ['gateway', 'api'] as Role[],
+  nodeTtlSeconds: 6,
+  advertiseUrl: null,
   limits: DEFAULT_LIMITS,
 });
 
@@ -154,6 +182,10 @@ const TOP_KEYS = new Set([
   'dev',
   'store',
   'sqliteSynchronous',
+  'redis',
+  'roles',
+  'nodeTtlSeconds',
+  'advertiseUrl',
   'limits',
 ]);
 const APP_KEYS = new Set(['id', 'secret', 'apiKey']);
@@ -164,6 +196,61 @@ function fail(key: string, what: string, got: unknown): never {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function url(key: string, v: unknown, protocols: readonly string[]): string {
+  if (typeof v !== 'string') fail(key, 'must be a URL string', v);
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    fail(key, 'must be a URL', v);
+  }
+  if (!protocols.includes(u.protocol)) fail(key, `must be a ${protocols.join(' or ')} URL`, v);
+  return v;
+}
+
+/** `"redis://…"`, `{ "sentinel": {…} }` or `{ "cluster": ["redis://…", …] }`. */
+function validateRedis(v: unknown): RedisConfig {
+  if (typeof v === 'string') return { url: url('redis', v, ['redis:', 'rediss:']) };
+  if (!isObject(v)) fail('redis', 'must be a redis:// URL, {"sentinel": {…}} or {"cluster": [urls]}', v);
+  const keys = Object.keys(v);
+  if (keys.length !== 1 || (keys[0] !== 'sentinel' && keys[0] !== 'cluster')) {
+    fail('redis', 'must have exactly one key: sentinel or cluster', v);
+  }
+  if (keys[0] === 'cluster') {
+    const nodes = v['cluster'];
+    if (!Array.isArray(nodes) || nodes.length === 0) fail('redis.cluster', 'must be a non-empty array of redis:// URLs', nodes);
+    return { cluster: nodes.map((n, i) => url(`redis.cluster[${i}]`, n, ['redis:', 'rediss:'])) };
+  }
+  const s = v['sentinel'];
+  if (!isObject(s)) fail('redis.sentinel', 'must be an object', s);
+  checkKeys(s, new Set(['sentinels', 'name', 'password', 'sentinelPassword']), 'redis.sentinel.');
+  const list = s['sentinels'];
+  if (!Array.isArray(list) || list.length === 0) fail('redis.sentinel.sentinels', 'must be a non-empty array of {host, port}', list);
+  const sentinels = list.map((x, i) => {
+    const where = `redis.sentinel.sentinels[${i}]`;
+    if (!isObject(x)) fail(where, 'must be {host, port}', x);
+    checkKeys(x, new Set(['host', 'port']), `${where}.`);
+    return { host: string(`${where}.host`, x['host']), port: integer(`${where}.port`, x['port'], 1, 65535) };
+  });
+  return {
+    sentinel: {
+      sentinels,
+      name: string('redis.sentinel.name', s['name']),
+      ...(s['password'] !== undefined ? { password: string('redis.sentinel.password', s['password']) } : {}),
+      ...(s['sentinelPassword'] !== undefined ? { sentinelPassword: string('redis.sentinel.sentinelPassword', s['sentinelPassword']) } : {}),
+    },
+  };
+}
+
+/** A non-empty list of roles, from the file (array) or a flag (comma-separated). */
+export function validateRoles(key: string, v: unknown): Role[] {
+  const list = typeof v === 'string' ? v.split(',').map((r) => r.trim()) : v;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((r) => ROLES.includes(r as Role))) {
+    fail(key, `must be a non-empty list of ${ROLES.join(', ')}`, v);
+  }
+  return [...new Set(list as Role[])];
 }
 
 function oneOf<T extends string>(key: string, v: unknown, allowed: readonly T[]): T {
@@ -261,7 +348,17 @@ export function validateConfig(file: unknown): Config {
   if (file['sqliteSynchronous'] !== undefined) {
     c.sqliteSynchronous = oneOf('sqliteSynchronous', file['sqliteSynchronous'], SQLITE_SYNCHRONOUS);
   }
+  if (file['redis'] !== undefined && file['redis'] !== null) c.redis = validateRedis(file['redis']);
+  if (file['roles'] !== undefined) c.roles = validateRoles('roles', file['roles']);
+  if (file['nodeTtlSeconds'] !== undefined) c.nodeTtlSeconds = seconds('nodeTtlSeconds', file['nodeTtlSeconds'], 1, 300);
+  if (file['advertiseUrl'] !== undefined) c.advertiseUrl = url('advertiseUrl', file['advertiseUrl'], ['http:', 'https:']);
   if (file['limits'] !== undefined) c.limits = validateLimits(file['limits']);
+  // A message must fit in an empty inbox, or storing it would evict it at once.
+  if (c.limits.inboxMaxBytes < c.limits.maxMessageBytes) {
+    throw new ConfigError(
+      `limits.inboxMaxBytes (${c.limits.inboxMaxBytes}) must be at least limits.maxMessageBytes (${c.limits.maxMessageBytes})`,
+    );
+  }
   return c;
 }
 
@@ -271,6 +368,8 @@ export interface Overrides {
   host?: string;
   dataDir?: string;
   dev?: boolean;
+  redis?: RedisConfig;
+  roles?: readonly Role[];
 }
 
 /**
@@ -282,7 +381,14 @@ export function overridesFromEnv(env: Readonly<Record<string, string | undefined
   if (env['SILK_PORT'] !== undefined) o.port = parsePort('SILK_PORT', env['SILK_PORT']);
   if (env['SILK_HOST'] !== undefined) o.host = string('SILK_HOST', env['SILK_HOST']);
   if (env['SILK_DATA_DIR'] !== undefined) o.dataDir = string('SILK_DATA_DIR', env['SILK_DATA_DIR']);
+  if (env['SILK_REDIS_URL'] !== undefined) o.redis = validateRedis(env['SILK_REDIS_URL']);
+  if (env['SILK_ROLES'] !== undefined) o.roles = validateRoles('SILK_ROLES', env['SILK_ROLES']);
   return o;
+}
+
+/** Parse a redis:// URL given as text (flag). */
+export function parseRedisUrl(key: string, text: string): RedisConfig {
+  return { url: url(key, text, ['redis:', 'rediss:']) };
 }
 
 /** Parse a port given as text (env or flag). */

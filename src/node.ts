@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { HttpApi, type DevTokens, type StaticFile } from './api/http-api.js';
 import { secretKey, signToken } from './auth/tokens.js';
-import type { AppConfig, Config } from './config.js';
+import { ConfigError, type AppConfig, type Config } from './config.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
 import { Hub } from './core/hub.js';
@@ -63,6 +63,8 @@ function devTokens(config: Config, apps: readonly AppConfig[], implicit: boolean
 
 /** How often expired and aged stored messages are removed (ms). */
 const SWEEP_MS = 30_000;
+/** A sweep that removed this many rows may have left more. */
+const SWEEP_BATCH = 1000;
 
 /** Node lifecycle states. */
 export type NodeState = 'running' | 'draining' | 'closed';
@@ -108,6 +110,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const keys = new Map(apps.map((a) => [a.id, secretKey(a.secret)]));
   const appIds = apps.map((a) => a.id);
 
+  if (config.redis !== null) throw new ConfigError('redis: cluster mode is not available in this build');
   const storeLimits: StoreLimits = config.limits;
   const store: Store =
     options.store ??
@@ -161,8 +164,18 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     else gateway.disconnectUser(m.app, m.user);
   });
   // Expired inbox messages, aged history and old idempotency keys go in the background.
+  let sweeping = false;
   const sweeper = setInterval(() => {
-    store.sweep().catch((err: unknown) => logger.warn({ err }, 'store sweep failed'));
+    if (sweeping) return;
+    sweeping = true;
+    void (async () => {
+      // Each sweep removes a bounded batch in one group commit; go on while batches come back full.
+      for (let i = 0; i < 100; i++) if ((await store.sweep()) < SWEEP_BATCH) break;
+    })()
+      .catch((err: unknown) => logger.warn({ err }, 'store sweep failed'))
+      .finally(() => {
+        sweeping = false;
+      });
   }, SWEEP_MS);
   sweeper.unref();
 

@@ -42,8 +42,27 @@ class AppHub {
   messagesOut = 0;
 }
 
+/**
+ * What the hub tells the cluster engines about local changes, so they can
+ * keep the route table and their pub/sub subscriptions current.
+ */
+export interface HubWatcher {
+  /** The first connection of `app` on this node opened (true) or its last closed (false). */
+  app(app: string, active: boolean): void;
+  /** A connection opened (true) or closed (false). */
+  peer(peer: Peer, added: boolean): void;
+  /** The number of local subscribers of `channel` changed to `count`. */
+  channel(app: string, channel: string, count: number): void;
+}
+
 export class Hub {
   readonly #apps = new Map<string, AppHub>();
+  #watcher: HubWatcher | null = null;
+
+  /** Report local changes to `w` (one watcher). */
+  watch(w: HubWatcher): void {
+    this.#watcher = w;
+  }
 
   #app(app: string): AppHub {
     let a = this.#apps.get(app);
@@ -58,6 +77,8 @@ export class Hub {
   add(peer: Peer): void {
     const a = this.#app(peer.app);
     a.peers.add(peer);
+    if (a.peers.size === 1) this.#watcher?.app(peer.app, true);
+    this.#watcher?.peer(peer, true);
     let devices = a.users.get(peer.user);
     if (devices === undefined) {
       devices = new Set();
@@ -79,6 +100,8 @@ export class Hub {
       for (const ch of peer.channels) this.#unlink(a, peer, ch);
       peer.channels = null;
     }
+    this.#watcher?.peer(peer, false);
+    if (a.peers.size === 0) this.#watcher?.app(peer.app, false);
   }
 
   /** Subscribe; false if already subscribed. */
@@ -94,6 +117,7 @@ export class Hub {
     }
     subs.add(peer);
     a.subscriptions++;
+    this.#watcher?.channel(peer.app, channel, subs.size);
     return true;
   }
 
@@ -107,8 +131,10 @@ export class Hub {
   #unlink(a: AppHub, peer: Peer, channel: string): void {
     const subs = a.channels.get(channel);
     if (subs === undefined) return;
-    if (subs.delete(peer)) a.subscriptions--;
+    if (!subs.delete(peer)) return;
+    a.subscriptions--;
     if (subs.size === 0) a.channels.delete(channel);
+    this.#watcher?.channel(peer.app, channel, subs.size);
   }
 
   /** Count a message accepted for delivery by this node's API. */
@@ -194,6 +220,14 @@ export class Hub {
       messagesIn: a.messagesIn,
       messagesOut: a.messagesOut,
     };
+  }
+
+  /** Every app with connections on this node, with its channels and their local subscriber counts. */
+  *snapshot(): Iterable<{ app: string; peers: Iterable<Peer>; channels: Iterable<[string, number]> }> {
+    for (const [app, a] of this.#apps) {
+      if (a.peers.size === 0) continue;
+      yield { app, peers: a.peers, channels: [...a.channels].map(([ch, subs]) => [ch, subs.size] as [string, number]) };
+    }
   }
 
   /** Connections of `app` on this node (cheap). */

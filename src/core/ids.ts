@@ -70,11 +70,20 @@ export class BlockIds implements Ids {
   }
 
   ensure(n: number): Promise<void> {
-    if (this.#available() >= BigInt(n) && this.#cur !== null) return READY;
+    const cur = this.#cur;
+    if (cur !== null && this.#available() >= BigInt(n) && this.#clock() - cur.at < this.#maxAge) return READY;
     return this.#waitFor(n);
   }
 
   async #waitFor(n: number): Promise<void> {
+    // After a quiet spell the block in hand is stale: lease a fresh one so ids stay near the clock.
+    const cur = this.#cur;
+    if (cur !== null && this.#clock() - cur.at >= this.#maxAge) {
+      if (this.#spare === null || this.#clock() - this.#spare.at >= this.#maxAge) {
+        await this.#fetch(Math.max(this.#size, n)).catch(() => undefined);
+      }
+      this.#rotate();
+    }
     for (let attempt = 0; this.#available() < BigInt(n) || this.#cur === null; attempt++) {
       if (attempt >= 2) throw new SilkError('store_unavailable', 'no message ids available: the store does not answer');
       await this.#fetch(Math.max(this.#size, n));

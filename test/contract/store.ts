@@ -239,6 +239,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.deepEqual((await store.history('a', 'c', start.id, 10)).messages, [last]);
     });
 
+    test('history - a since message past its own ttl still marks the place', async () => {
+      const { store, clock } = await fresh();
+      const brief = msg(clock, 'brief', { expires: clock.now + 5000 });
+      const next = msg(clock);
+      for (const m of [brief, next]) await store.write({ app: 'a', message: m, channels: ['c'] });
+      clock.advance(6);
+      assert.deepEqual(await store.history('a', 'c', brief.id, 10), { found: true, messages: [next], more: false });
+    });
+
     test('apps - inboxes, histories and keys of two apps never mix', async () => {
       const { store, clock } = await fresh();
       const a = msg(clock, 'a');
@@ -263,9 +272,12 @@ export function storeContract(name: string, factory: StoreFactory): void {
       await store.write({ app: 'a', message: msg(clock), channels: ['c'] });
       await store.write({ app: 'a', message: msg(clock), idempotencyKey: 'k' });
       clock.advance(61);
-      assert.ok((await store.sweep()) >= 3);
-      assert.equal(await store.sweep(), 0);
+      // Engines that expire data by themselves (Redis) may report 0 removed rows.
+      assert.ok((await store.sweep()) >= 0);
+      await store.sweep();
       assert.deepEqual((await store.inbox('a', 'u', undefined, 10)).messages, [kept]);
+      assert.equal(await store.unread('a', 'u'), 1);
+      assert.equal((await store.write({ app: 'a', message: msg(clock), idempotencyKey: 'k' })).duplicate, false);
     });
 
     test('concurrency - writes issued together all land, each with its own result', async () => {

@@ -144,7 +144,7 @@ describe('http api', () => {
   });
 
   test('not_found - an unknown route is 404 not_found', async () => {
-    for (const path of ['/', '/v2/apps/acme/messages', '/v1/apps/acme', '/v1/apps/acme/nope', '/v1/apps/acme/users/u/x', '/healthz/x']) {
+    for (const path of ['/nothing', '/v2/apps/acme/messages', '/v1/apps/acme', '/v1/apps/acme/nope', '/v1/apps/acme/users/u/x', '/healthz/x']) {
       assertError(await api('GET', path), 404, 'not_found', path);
     }
   });

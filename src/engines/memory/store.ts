@@ -135,7 +135,7 @@ export class MemoryStore implements Store {
   #trim(h: StoredMessage[], now: number): void {
     const oldest = now - this.#limits.historyMaxAgeSeconds * 1000;
     let drop = Math.max(0, h.length - this.#limits.historyMaxMessages);
-    while (drop < h.length && (h[drop]!.at < oldest || !live(h[drop]!, now))) drop++;
+    while (drop < h.length && h[drop]!.at < oldest) drop++;
     if (drop > 0) h.splice(0, drop);
   }
 
@@ -215,6 +215,8 @@ export class MemoryStore implements Store {
       for (const [channel, h] of a.histories) {
         const before = h.length;
         this.#trim(h, now);
+        const kept = h.filter((m) => live(m, now));
+        h.splice(0, h.length, ...kept);
         n += before - h.length;
         if (h.length === 0) a.histories.delete(channel);
       }

@@ -5,6 +5,7 @@
  * guessed at.
  */
 import type { Database } from 'better-sqlite3';
+import { SilkError } from '../../core/errors.js';
 
 /** Migrations in order; index i upgrades version i to i + 1. Never edit one that has shipped: add another. */
 const MIGRATIONS: readonly string[] = [
@@ -83,12 +84,12 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
  * Bring `db` to {@link SCHEMA_VERSION}.
- * @throws Error when the database was written by a newer version
+ * @throws SilkError `store_unavailable` when the database was written by a newer version
  */
 export function migrate(db: Database, file: string): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
-    throw new Error(`${file} has schema version ${current}; this silk knows up to ${SCHEMA_VERSION}: upgrade silk`);
+    throw new SilkError('store_unavailable', `${file} has schema version ${current}; this silk knows up to ${SCHEMA_VERSION}: upgrade silk`);
   }
   for (let v = current; v < SCHEMA_VERSION; v++) {
     db.transaction(() => {

@@ -114,6 +114,9 @@ export class SqliteStore implements Store {
           `SELECT CAST(m.id AS TEXT) AS id, m.event, m.data, m.at, m.expires FROM inbox i JOIN messages m ON m.id = i.id
            WHERE i.app = ? AND i.user = ? AND i.id > ? ORDER BY i.id LIMIT ?`,
         ),
+      inboxCount: db.prepare<[string, string], { count: number; bytes: number | null }>(
+        'SELECT COUNT(*) AS count, SUM(bytes) AS bytes FROM inbox WHERE app = ? AND user = ?',
+      ),
       totalsGet: db.prepare<[string, string], { count: number; bytes: number }>(
         'SELECT count, bytes FROM inbox_totals WHERE app = ? AND user = ?',
       ),
@@ -387,8 +390,8 @@ export class SqliteStore implements Store {
       }
       for (const { app, user } of totals.values()) {
         // Recount from the rows: the sweep removed them without the running totals.
-        const rows = s.inboxOldest.all(app, user, this.#limits.inboxMaxMessages + 1);
-        this.#setTotals(app, user, rows.length, rows.reduce((b, r) => b + r.bytes, 0));
+        const t = s.inboxCount.get(app, user)!;
+        this.#setTotals(app, user, t.count, t.bytes ?? 0);
       }
       const trimmed = new Map<string, { app: string; channel: string; n: number }>();
       for (const r of s.sweepHistory.all(now - this.#limits.historyMaxAgeSeconds * 1000, now)) {
