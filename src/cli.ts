@@ -11,7 +11,9 @@ import {
   ConfigError,
   overridesFromEnv,
   parsePort,
+  parseRedisUrl,
   validateConfig,
+  validateRoles,
   type Config,
   type Overrides,
 } from './config.js';
@@ -23,8 +25,9 @@ const HELP = `silk — realtime message push
 
 Usage:
   silk serve [--config FILE] [--port N] [--host H] [--data DIR] [--dev]
-      Run a node with every role on the embedded engines. The demo page is
-      at http://HOST:PORT/ and the browser SDK at /sdk/silk.js.
+             [--redis URL] [--roles gateway,api]
+      Run a node: on the embedded engines, or in a cluster on Redis. The
+      demo page is at http://HOST:PORT/ and the browser SDK at /sdk/silk.js.
   silk token --app ID --user ID [--channels a,b] [--ttl 1h] [--config FILE] [--data DIR]
       Print a connection token signed with the app's secret (for trying things out).
   silk --help
@@ -35,6 +38,10 @@ Options:
   --port N        TCP port (or SILK_PORT; default 8080)
   --host H        listen address (or SILK_HOST; default 0.0.0.0)
   --data DIR      data directory (or SILK_DATA_DIR; default ./data)
+  --redis URL     cluster mode on this Redis (or SILK_REDIS_URL; Sentinel and
+                  Redis Cluster through the config file's "redis" key)
+  --roles LIST    gateway (holds connections), api (serves the server API);
+                  default both (or SILK_ROLES)
   --dev           development mode: the demo token endpoint answers every
                   client, not only loopback (it hands out the API key)
   --app ID        app id of the token (default: default)
@@ -47,7 +54,15 @@ With no apps configured, silk creates an app "default" in the data dir and
 prints its secret and API key on first start.
 `;
 
-function loadConfig(flags: { config?: string; port?: string; host?: string; data?: string; dev?: boolean }): Config {
+function loadConfig(flags: {
+  config?: string;
+  port?: string;
+  host?: string;
+  data?: string;
+  dev?: boolean;
+  redis?: string;
+  roles?: string;
+}): Config {
   const path = flags.config ?? process.env['SILK_CONFIG'];
   let file: unknown = {};
   if (path !== undefined) {
@@ -71,6 +86,8 @@ function loadConfig(flags: { config?: string; port?: string; host?: string; data
   }
   if (flags.data !== undefined) cli.dataDir = flags.data;
   if (flags.dev === true) cli.dev = true;
+  if (flags.redis !== undefined) cli.redis = parseRedisUrl('--redis', flags.redis);
+  if (flags.roles !== undefined) cli.roles = validateRoles('--roles', flags.roles);
   return applyOverrides(validateConfig(file), overridesFromEnv(process.env), cli);
 }
 
@@ -83,6 +100,8 @@ async function serve(argv: string[]): Promise<void> {
       host: { type: 'string' },
       data: { type: 'string' },
       dev: { type: 'boolean' },
+      redis: { type: 'string' },
+      roles: { type: 'string' },
     },
     strict: true,
   });

@@ -18,6 +18,7 @@ export class Metrics implements GatewayEvents {
   #stored = 0;
   #evicted = 0;
   #storeErrors = 0;
+  #busReceived = 0;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
@@ -86,12 +87,18 @@ export class Metrics implements GatewayEvents {
     total('silk_durable_messages_total', 'Durable messages stored by this node’s API.', () => this.#stored);
     total('silk_inbox_evicted_total', 'Inbox messages dropped because an inbox was over its caps.', () => this.#evicted);
     total('silk_store_errors_total', 'Store operations that failed (the request got store_unavailable).', () => this.#storeErrors);
+    total('silk_bus_received_total', 'Messages and signals this node received from the bus (its own share included).', () => this.#busReceived);
   }
 
   /** A durable message was stored, dropping `evicted` older ones from full inboxes. */
   stored(evicted: number): void {
     this.#stored++;
     this.#evicted += evicted;
+  }
+
+  /** Something arrived from the bus. */
+  busReceived(): void {
+    this.#busReceived++;
   }
 
   storeError(): void {

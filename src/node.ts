@@ -10,17 +10,15 @@ import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { HttpApi, type DevTokens, type StaticFile } from './api/http-api.js';
 import { secretKey, signToken } from './auth/tokens.js';
-import { ConfigError, type AppConfig, type Config } from './config.js';
+import type { AppConfig, Config } from './config.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
 import { Hub } from './core/hub.js';
 import { BlockIds } from './core/ids.js';
 import { isSignal } from './core/message.js';
-import type { Store, StoreLimits } from './core/store.js';
-import { LocalBus } from './engines/memory/bus.js';
-import { LocalPresence } from './engines/memory/presence.js';
-import { MemoryStore } from './engines/memory/store.js';
-import { SqliteStore } from './engines/sqlite/store.js';
+import type { NodeInfo } from './core/ports.js';
+import type { Store } from './core/store.js';
+import { openEngines } from './engines.js';
 import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
 import { Metrics } from './metrics.js';
 
@@ -109,38 +107,54 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const byId = new Map(apps.map((a) => [a.id, a]));
   const keys = new Map(apps.map((a) => [a.id, secretKey(a.secret)]));
   const appIds = apps.map((a) => a.id);
+  const started = new Date().toISOString();
+  const hasGateway = config.roles.includes('gateway');
+  const hasApi = config.roles.includes('api');
+  let port = config.port;
+  const hostPart = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const baseUrl = (): string => `http://${hostPart === '0.0.0.0' ? '127.0.0.1' : hostPart === '[::]' ? '[::1]' : hostPart}:${port}`;
 
-  if (config.redis !== null) throw new ConfigError('redis: cluster mode is not available in this build');
-  const storeLimits: StoreLimits = config.limits;
-  const store: Store =
-    options.store ??
-    (config.store === 'memory'
-      ? new MemoryStore({ limits: storeLimits })
-      : new SqliteStore({ dir: config.dataDir, limits: storeLimits, synchronous: config.sqliteSynchronous }));
+  const hub = new Hub();
+  let gateway: WebSocketGateway | null = null;
+  const info = (): NodeInfo => ({
+    id,
+    url: config.advertiseUrl ?? baseUrl(),
+    roles: config.roles,
+    started,
+    load: gateway?.size ?? 0,
+  });
+  const engines = await openEngines({
+    config,
+    hub,
+    node: info,
+    apps: () => appIds,
+    logger,
+    ...(options.store !== undefined ? { store: options.store } : {}),
+  });
+  const { store, bus, presence } = engines;
   const ids = new BlockIds(store);
   try {
     await ids.ensure(1);
   } catch (err) {
-    await store.close();
+    await engines.close();
     throw err;
   }
-  const hub = new Hub();
-  const bus = new LocalBus();
-  const presence = new LocalPresence(hub, id);
   const metrics = new Metrics(hub, () => appIds);
-  const gateway = new WebSocketGateway({
-    hub,
-    store,
-    bus,
-    keyOf: (app) => keys.get(app),
-    nodeId: id,
-    heartbeatSeconds: config.heartbeatSeconds,
-    limits: config.limits,
-    logger,
-    events: metrics,
-  });
+  if (hasGateway) {
+    gateway = new WebSocketGateway({
+      hub,
+      store,
+      bus,
+      keyOf: (app) => keys.get(app),
+      nodeId: id,
+      heartbeatSeconds: config.heartbeatSeconds,
+      limits: config.limits,
+      logger,
+      events: metrics,
+    });
+  }
   let state: NodeState = 'running';
-  const dev = devTokens(config, apps, defaultApp !== undefined);
+  const dev = hasApi ? devTokens(config, apps, defaultApp !== undefined) : undefined;
   const api = new HttpApi({
     apps: byId,
     hub,
@@ -150,18 +164,19 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     presence,
     limits: config.limits,
     logger,
-    ready: () => state === 'running',
+    serveApps: hasApi,
+    ready: () => (state !== 'running' ? new SilkError('draining', 'the node is draining') : engines.unready()),
     metrics: () => metrics.scrape(),
     events: metrics,
-    disconnectUser: (app, user) => gateway.disconnectUser(app, user),
     files: loadFiles(logger),
     ...(dev !== undefined ? { dev } : {}),
   });
 
   bus.onMessage((m) => {
+    metrics.busReceived();
     if (!isSignal(m)) hub.deliver(m);
     else if (m.kind === 'unread') hub.unread(m.app, m.user, m.count);
-    else gateway.disconnectUser(m.app, m.user);
+    else gateway?.disconnectUser(m.app, m.user);
   });
   // Expired inbox messages, aged history and old idempotency keys go in the background.
   let sweeping = false;
@@ -182,8 +197,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => api.handle(req, res));
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
-    if (path === CONNECT_PATH) return gateway.handleUpgrade(req, socket, head);
-    const err = new SilkError('not_found', `no WebSocket route ${path}`);
+    if (path === CONNECT_PATH && gateway !== null) return gateway.handleUpgrade(req, socket, head);
+    const err = new SilkError('not_found', gateway === null ? 'this node has no gateway role' : `no WebSocket route ${path}`);
     const body = JSON.stringify(err.toJSON());
     socket.on('error', () => undefined);
     socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -192,16 +207,24 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  logger.info({ node: id, port, host: config.host, apps: appIds }, 'silk node listening');
+    port = (server.address() as AddressInfo).port;
+    await engines.start();
+  } catch (err) {
+    clearInterval(sweeper);
+    server.close();
+    gateway?.close();
+    await engines.close();
+    throw err;
+  }
+  logger.info({ node: id, port, host: config.host, apps: appIds, roles: config.roles, cluster: config.redis !== null }, 'silk node listening');
 
   const stop = async (): Promise<void> => {
     state = 'closed';
@@ -210,15 +233,14 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       server.closeAllConnections();
     });
     clearInterval(sweeper);
-    await bus.close();
-    await store.close();
+    await engines.close();
     logger.info({ node: id }, 'silk node stopped');
   };
 
   return {
     id,
     port,
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`,
+    url: baseUrl(),
     apps,
     store,
     defaultApp,
@@ -228,13 +250,13 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     async drain() {
       if (state !== 'running') return;
       state = 'draining';
-      logger.info({ node: id, connections: gateway.size }, 'draining');
-      await gateway.drain(config.drainSeconds * 1000);
+      logger.info({ node: id, connections: gateway?.size ?? 0 }, 'draining');
+      await gateway?.drain(config.drainSeconds * 1000);
       await stop();
     },
     async close() {
       if (state === 'closed') return;
-      gateway.close();
+      gateway?.close();
       await stop();
     },
   };

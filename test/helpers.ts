@@ -19,7 +19,8 @@ export interface TestNode {
   readonly url: string;
   readonly wsUrl: string;
   token(user: string, opts?: { app?: AppConfig; channels?: string[]; ttlSeconds?: number }): Promise<string>;
-  connect(user: string, opts?: { app?: AppConfig; channels?: string[] }): Promise<Client>;
+  /** Connect as `user`; the client answers server pings unless `pong: false`. */
+  connect(user: string, opts?: { app?: AppConfig; channels?: string[]; pong?: boolean }): Promise<Client>;
   api(method: string, path: string, body?: unknown, opts?: { key?: string; raw?: string }): Promise<{ status: number; body: any }>;
   publish(body: unknown, app?: AppConfig): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
@@ -56,7 +57,7 @@ export async function startTestNode(config: Record<string, unknown> = {}, option
         ...(o.channels ? { channels: o.channels } : {}),
       }),
     async connect(user, o = {}) {
-      const c = await Client.open(`${t.wsUrl}?token=${await t.token(user, o)}`);
+      const c = await Client.open(`${t.wsUrl}?token=${await t.token(user, o)}`, o.pong ?? true);
       clients.push(c);
       return c;
     },
@@ -93,20 +94,22 @@ export class Client {
   closed: Promise<{ code: number; reason: string }>;
   #seq = 0;
 
-  private constructor(ws: WebSocket) {
+  private constructor(ws: WebSocket, pong: boolean) {
     this.ws = ws;
     ws.on('message', (data) => {
       const f = JSON.parse(data.toString());
+      // Like a real client, answer the server's heartbeat (a test of silence turns this off).
+      if (pong && f.type === 'ping' && f.id === undefined) ws.send('{"type":"pong"}');
       this.frames.push(f);
       this.#waiters = this.#waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
     });
     this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  /** Open and wait for `welcome`. */
-  static async open(url: string): Promise<Client> {
+  /** Open and wait for `welcome`; the client answers pings unless `pong` is false. */
+  static async open(url: string, pong = true): Promise<Client> {
     const ws = new WebSocket(url);
-    const c = new Client(ws);
+    const c = new Client(ws, pong);
     await c.next((f) => f.type === 'welcome');
     return c;
   }

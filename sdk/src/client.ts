@@ -23,8 +23,12 @@ export interface ReconnectOptions {
 }
 
 export interface ClientOptions {
-  /** The node: `ws(s)://host:port` or `http(s)://host:port`; `/v1/connect` is added unless the path ends with it. */
-  readonly url: string;
+  /**
+   * The node: `ws(s)://host:port` or `http(s)://host:port`; `/v1/connect` is
+   * added unless the path ends with it. With several, the client moves to the
+   * next one after each lost connection (client-side balancing over a cluster).
+   */
+  readonly url: string | readonly string[];
   /** A connection token, if there is no `getToken`. */
   readonly token?: string;
   /** Fetch a fresh token: called before every connection attempt and after the token expires. */
@@ -205,6 +209,8 @@ export class SilkClient extends Emitter<ClientEvents> {
   #ackWaiters: AckWaiter[] = [];
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #token: string | undefined;
+  readonly #urls: readonly string[];
+  #urlIndex = 0;
 
   constructor(options: ClientOptions) {
     super();
@@ -214,6 +220,10 @@ export class SilkClient extends Emitter<ClientEvents> {
     this.#o = options;
     this.#Socket = Socket;
     this.#token = options.token;
+    this.#urls = typeof options.url === 'string' ? [options.url] : options.url;
+    if (this.#urls.length === 0) throw new Error('options.url names no node');
+    // Spread clients over the nodes from the first attempt on.
+    this.#urlIndex = Math.floor(Math.random() * this.#urls.length);
     this.inbox = new Inbox(this);
   }
 
@@ -330,7 +340,7 @@ export class SilkClient extends Emitter<ClientEvents> {
     this.#token = token;
     let ws: SocketLike;
     try {
-      ws = new this.#Socket(connectUrl(this.#o.url, token!));
+      ws = new this.#Socket(connectUrl(this.#urls[this.#urlIndex % this.#urls.length]!, token!));
     } catch (err) {
       return this.#lost(CloseCode.ABNORMAL, (err as Error).message);
     }
@@ -532,6 +542,7 @@ export class SilkClient extends Emitter<ClientEvents> {
     else if (policy === 'retry-later') delayMs = Math.max(5000, backoff(this.#attempt, min, max));
     else delayMs = backoff(this.#attempt, min, max);
     this.#attempt++;
+    this.#urlIndex++;
     this.#setState('disconnected');
     this.emit('disconnected', { code, reason, willRetry: true, delayMs });
     this.#retryTimer = setTimeout(() => {

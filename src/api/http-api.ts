@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { isValidChannel } from '../core/channels.js';
 import { SilkError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
+import type { Envelope } from '../core/message.js';
 import type { Bus, Ids, Presence } from '../core/ports.js';
 import { validatePublish, type PublishLimits, type PublishRequest } from '../core/publish.js';
 import { isMessageId, type InboxSelector, type Store, type StoredMessage } from '../core/store.js';
@@ -39,13 +40,13 @@ export interface ApiOptions {
   readonly presence: Presence;
   readonly limits: ApiLimits;
   readonly logger: Logger;
-  /** Whether the node accepts traffic (false while draining). */
-  readonly ready: () => boolean;
+  /** Why the node does not take traffic now (draining, Redis unreachable), or null when it does. */
+  readonly ready: () => SilkError | null;
+  /** Whether this node has the api role (the `/v1/apps` routes). */
+  readonly serveApps: boolean;
   readonly metrics: () => Promise<{ body: string; contentType: string }>;
   /** Counts for metrics. */
   readonly events: { stored(evicted: number): void; storeError(): void };
-  /** Close every connection of a user; returns how many were closed. */
-  readonly disconnectUser: (app: string, user: string) => number;
   /** Files served as they are on GET and HEAD, by path: the SDK bundle, the demo page. */
   readonly files?: ReadonlyMap<string, StaticFile>;
   /** The development token endpoint `POST /v1/dev/token`; absent: the route does not exist. */
@@ -104,6 +105,19 @@ function messageJson(m: StoredMessage): string {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The bus envelope of a checked message. */
+function envelope(app: string, id: string, p: PublishRequest, unread: Record<string, number> | undefined): Envelope {
+  return {
+    app,
+    id,
+    target: p.target,
+    data: p.data,
+    ...(p.event !== undefined ? { event: p.event } : {}),
+    ...(p.durable ? { durable: true } : {}),
+    ...(unread !== undefined ? { unread } : {}),
+  };
 }
 
 /** Which inbox messages an acknowledgement body names: `{"ids": [...]}` or `{"upTo": "…"}`. */
@@ -220,11 +234,16 @@ export class HttpApi {
       case '/healthz':
         return this.#only(req, res, () => json(res, 200, { status: 'ok' }));
       case '/readyz':
-        return this.#only(req, res, () =>
-          this.#o.ready()
-            ? json(res, 200, { status: 'ready' })
-            : failure(res, new SilkError('draining', 'the node is draining')),
-        );
+        return this.#only(req, res, () => {
+          const why = this.#o.ready();
+          if (why === null) json(res, 200, { status: 'ready' });
+          else failure(res, why);
+        });
+      case '/v1/nodes': {
+        this.#only(req, res, () => undefined);
+        json(res, 200, { nodes: await this.#o.presence.nodes() });
+        return;
+      }
       case '/metrics': {
         this.#only(req, res, () => undefined);
         const m = await this.#o.metrics();
@@ -249,6 +268,7 @@ export class HttpApi {
     }
     const seg = segments(path);
     if (seg[0] !== 'v1' || seg[1] !== 'apps' || seg.length < 4) throw new SilkError('not_found', `no route ${path}`);
+    if (!this.#o.serveApps) throw new SilkError('not_found', 'this node has no api role: send server API requests to an api node');
     const rest = seg.slice(3);
     const matches: { route: Route; params: string[] }[] = [];
     for (const r of this.#routes) {
@@ -322,7 +342,7 @@ export class HttpApi {
           app,
           message,
           ...(p.durable && 'users' in t ? { users: t.users } : {}),
-          ...(p.durable && 'channels' in t ? { channels: t.channels } : {}),
+          ...(p.durable && 'channels' in t ? { channels: t.channels, publish: envelope(app, id, p, undefined) } : {}),
           ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
         });
       } catch (err) {
@@ -333,17 +353,14 @@ export class HttpApi {
       if (w.duplicate) return { id: w.id, duplicate: true };
       if (p.durable) this.#o.events.stored(w.evicted);
       if (w.unread.size > 0) unread = Object.fromEntries(w.unread);
+      this.#o.hub.countIn(app);
+      // The store put it on the bus together with the history append (Redis): not again.
+      if (w.published === true) return { id: w.id, duplicate: false };
+      this.#o.bus.publish(envelope(app, w.id, p, unread));
+      return { id: w.id, duplicate: false };
     }
     this.#o.hub.countIn(app);
-    this.#o.bus.publish({
-      app,
-      id,
-      target: p.target,
-      data: p.data,
-      ...(p.event !== undefined ? { event: p.event } : {}),
-      ...(p.durable ? { durable: true } : {}),
-      ...(unread !== undefined ? { unread } : {}),
-    });
+    this.#o.bus.publish(envelope(app, id, p, unread));
     return { id, duplicate: false };
   }
 
@@ -421,7 +438,10 @@ export class HttpApi {
 
   async #disconnect(res: ServerResponse, app: ApiApp, user: string): Promise<void> {
     if (!isValidUser(user)) throw new SilkError('invalid_request', 'invalid user id');
-    json(res, 200, { user, disconnected: this.#o.disconnectUser(app.id, user) });
+    // Every node holding a device of the user closes it; the answer counts the devices found.
+    const devices = await this.#o.presence.devices(app.id, user);
+    this.#o.bus.publish({ kind: 'disconnect', app: app.id, user });
+    json(res, 200, { user, disconnected: devices.length });
   }
 
   async #channel(res: ServerResponse, app: ApiApp, channel: string): Promise<void> {

@@ -37,9 +37,22 @@ export interface AppStats {
   readonly messagesOut: number;
 }
 
-/** Who is connected where. */
+/** A running node, as the registry lists it. */
+export interface NodeInfo {
+  readonly id: string;
+  /** Where the node is reached (its HTTP and WebSocket base URL). */
+  readonly url: string;
+  readonly roles: readonly string[];
+  /** Start time, ISO 8601. */
+  readonly started: string;
+  /** Open connections on the node. */
+  readonly load: number;
+}
+
+/** Who is connected where, and which nodes run. */
 export interface Presence {
   devices(app: string, user: string): Promise<readonly Device[]>;
   subscribers(app: string, channel: string): Promise<number>;
   stats(app: string): Promise<AppStats>;
+  nodes(): Promise<readonly NodeInfo[]>;
 }

@@ -8,6 +8,7 @@
  * (`test/contract/store.ts`) runs against each of them. No library type
  * appears here.
  */
+import type { Envelope } from './message.js';
 
 /** A message as the store keeps it. */
 export interface StoredMessage {
@@ -31,6 +32,12 @@ export interface WriteRequest {
   /** Channel histories the message is appended to. */
   readonly channels?: readonly string[];
   readonly idempotencyKey?: string;
+  /**
+   * The message as it goes on the bus. A store that can put a channel
+   * message on the bus in the same atomic step as its history append (Redis)
+   * does so and says `published`; the caller then does not publish it again.
+   */
+  readonly publish?: Envelope;
 }
 
 export interface WriteResult {
@@ -42,6 +49,8 @@ export interface WriteResult {
   readonly unread: ReadonlyMap<string, number>;
   /** Messages dropped from full inboxes to make room (the oldest first). */
   readonly evicted: number;
+  /** True when the store already put the channel message on the bus (see {@link WriteRequest.publish}). */
+  readonly published?: boolean;
 }
 
 /** Which inbox messages an acknowledgement (or a delete) removes. */

@@ -2,15 +2,22 @@
  * Single-node presence: the local hub is the whole truth.
  */
 import type { Hub } from '../../core/hub.js';
-import type { AppStats, Device, Presence } from '../../core/ports.js';
+import type { AppStats, Device, NodeInfo, Presence } from '../../core/ports.js';
 
 export class LocalPresence implements Presence {
   readonly #hub: Hub;
   readonly #node: string;
+  readonly #info: () => NodeInfo;
 
-  constructor(hub: Hub, node: string) {
+  /** @param info this node's registry entry */
+  constructor(hub: Hub, info: () => NodeInfo) {
     this.#hub = hub;
-    this.#node = node;
+    this.#info = info;
+    this.#node = info().id;
+  }
+
+  async nodes(): Promise<readonly NodeInfo[]> {
+    return [this.#info()];
   }
 
   async devices(app: string, user: string): Promise<readonly Device[]> {

@@ -1,0 +1,92 @@
+/**
+ * Connections to Redis from a {@link RedisConfig}: a command connection that
+ * fails fast while Redis is unreachable (no offline queue: a durable publish
+ * must answer 503 at once, not hang), and a subscriber for sharded pub/sub
+ * that queues and resubscribes by itself across reconnects.
+ */
+import { createHash } from 'node:crypto';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from '../../config.js';
+
+export type RedisClient = Redis | Cluster;
+
+const RETRY = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000);
+
+function nodesOf(urls: readonly string[]): { host: string; port: number }[] {
+  return urls.map((u) => {
+    const url = new URL(u);
+    return { host: url.hostname, port: Number(url.port || 6379) };
+  });
+}
+
+/** A new connection of `kind` to the Redis deployment in `config`. */
+export function connect(config: RedisConfig, kind: 'command' | 'subscriber'): RedisClient {
+  const common: RedisOptions = {
+    retryStrategy: RETRY,
+    // Commands fail at once while disconnected; the subscriber waits for the connection.
+    enableOfflineQueue: kind === 'subscriber',
+    maxRetriesPerRequest: kind === 'command' ? 1 : null,
+    enableAutoPipelining: kind === 'command',
+    connectTimeout: 2000,
+  };
+  if ('cluster' in config) {
+    const opts: ClusterOptions = {
+      redisOptions: common,
+      clusterRetryStrategy: RETRY,
+      enableOfflineQueue: kind === 'subscriber',
+      enableAutoPipelining: kind === 'command',
+      ...(kind === 'subscriber' ? { shardedSubscribers: true } : {}),
+    };
+    return new Cluster(nodesOf(config.cluster), opts);
+  }
+  if ('sentinel' in config) {
+    const s = config.sentinel;
+    return new Redis({
+      ...common,
+      sentinels: s.sentinels.map((x) => ({ host: x.host, port: x.port })),
+      name: s.name,
+      ...(s.password !== undefined ? { password: s.password } : {}),
+      ...(s.sentinelPassword !== undefined ? { sentinelPassword: s.sentinelPassword } : {}),
+    });
+  }
+  return new Redis(config.url, common);
+}
+
+/** Resolve once `client` is ready, or reject after `ms`. */
+export function ready(client: RedisClient, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new Error(`Redis did not become ready within ${ms} ms (status ${client.status})`));
+    }, ms);
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    client.once('ready', onReady);
+  });
+}
+
+/** A Lua script run by its SHA, loaded on first use (and again after a Redis restart). */
+export class Script {
+  readonly #lua: string;
+  readonly #sha: string;
+  readonly #keys: number;
+
+  constructor(keys: number, lua: string) {
+    this.#lua = lua;
+    this.#keys = keys;
+    this.#sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    if (keys.length !== this.#keys) throw new Error(`script takes ${this.#keys} keys, got ${keys.length}`);
+    try {
+      return await client.evalsha(this.#sha, this.#keys, ...keys, ...args);
+    } catch (err) {
+      if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err;
+      return client.eval(this.#lua, this.#keys, ...keys, ...args);
+    }
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Real Redis for tests: `redis-server` processes on free ports, each in a
+ * directory of its own, stopped by PID at the end. A three-master Redis
+ * Cluster is made with `redis-cli --cluster create`.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** A port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+export class RedisServer {
+  readonly port: number;
+  readonly dir: string;
+  readonly #args: readonly string[];
+  #proc: ChildProcess | null = null;
+
+  private constructor(port: number, dir: string, args: readonly string[]) {
+    this.port = port;
+    this.dir = dir;
+    this.#args = args;
+  }
+
+  /**
+   * Start a redis-server on a free port. `persist: true` turns on the
+   * append-only file with fsync every write (what Silk's durability needs).
+   */
+  static async start(opts: { persist?: boolean; cluster?: boolean; port?: number } = {}): Promise<RedisServer> {
+    const port = opts.port ?? (await freePort());
+    const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
+    const args = [
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', '',
+      '--appendonly', opts.persist ? 'yes' : 'no',
+      '--appendfsync', 'always',
+      '--protected-mode', 'no',
+      ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
+    ];
+    const r = new RedisServer(port, dir, args);
+    await r.restart();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.#proc !== null && this.#proc.exitCode === null && this.#proc.signalCode === null;
+  }
+
+  /** (Re)start the process on the same port and directory; resolves once it answers PING. */
+  async restart(): Promise<void> {
+    const proc = spawn('redis-server', this.#args, { stdio: 'ignore' });
+    this.#proc = proc;
+    for (let i = 0; i < 200; i++) {
+      try {
+        const { stdout } = await run('redis-cli', ['-p', String(this.port), 'ping']);
+        if (stdout.trim() === 'PONG') return;
+      } catch {
+        /* not up yet */
+      }
+      if (proc.exitCode !== null) throw new Error(`redis-server on ${this.port} exited with ${proc.exitCode}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`redis-server on ${this.port} did not answer`);
+  }
+
+  /** Stop the process (SIGKILL by default) and wait for it to go. */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.#proc;
+    if (p === null || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = once(p, 'exit');
+    p.kill(signal);
+    await gone;
+  }
+
+  async cli(...args: string[]): Promise<string> {
+    const { stdout } = await run('redis-cli', ['-p', String(this.port), ...args]);
+    return stdout.trim();
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Three masters, no replicas, all slots assigned; resolves once the cluster says ok. */
+export async function startCluster(): Promise<RedisServer[]> {
+  const nodes = await Promise.all([0, 1, 2].map(() => RedisServer.start({ cluster: true })));
+  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
+  for (let i = 0; i < 200; i++) {
+    const states = await Promise.all(nodes.map((n) => n.cli('cluster', 'info')));
+    if (states.every((s) => s.includes('cluster_state:ok'))) return nodes;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the cluster did not come up');
+}
