@@ -5,7 +5,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,4 +113,36 @@ export async function startCluster(): Promise<RedisServer[]> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('the cluster did not come up');
+}
+
+/** A Sentinel watching `master` under the name `name`; returns the process and its port. */
+export async function startSentinel(master: RedisServer, name: string): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'silk-sentinel-'));
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor ${name} 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds ${name} 1000\n`,
+  );
+  const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    try {
+      const { stdout } = await run('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', name]);
+      if (stdout.includes(String(master.port))) break;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    port,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const gone = once(proc, 'exit');
+        proc.kill('SIGKILL');
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
