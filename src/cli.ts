@@ -19,6 +19,7 @@ import {
 } from './config.js';
 import { SilkError } from './core/errors.js';
 import { loadOrCreateDefaultApp } from './default-app.js';
+import { migrate } from './migrate.js';
 import { startNode } from './node.js';
 
 const HELP = `silk — realtime message push
@@ -30,6 +31,9 @@ Usage:
       demo page is at http://HOST:PORT/ and the browser SDK at /sdk/silk.js.
   silk token --app ID --user ID [--channels a,b] [--ttl 1h] [--config FILE] [--data DIR]
       Print a connection token signed with the app's secret (for trying things out).
+  silk migrate --to URL [--config FILE] [--data DIR] [--batch N] [--restart]
+      Copy a single node's data dir (inboxes, history, idempotency keys, id
+      position) into Redis, resumably; verify the counts at the end.
   silk --help
       Show this help.
 
@@ -48,6 +52,9 @@ Options:
   --user ID       user id (the token's sub)
   --channels LIST comma-separated channel patterns the token allows ("*" for all)
   --ttl DURATION  token lifetime: 30s, 15m, 1h, 7d (default 1h)
+  --to URL        migrate: the target Redis (redis://host:port)
+  --batch N       migrate: rows per batch (default 500)
+  --restart       migrate: forget earlier progress and start over
 
 Precedence: flags over environment over the config file over defaults.
 With no apps configured, silk creates an app "default" in the data dir and
@@ -134,6 +141,39 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
 }
 
+async function migrateCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      to: { type: 'string' },
+      config: { type: 'string' },
+      data: { type: 'string' },
+      batch: { type: 'string', default: '500' },
+      restart: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.to === undefined) throw new ConfigError('--to is required (the target redis:// URL)');
+  const redis = parseRedisUrl('--to', values.to);
+  const batch = Number(values.batch);
+  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ConfigError('--batch must be an integer from 1 to 100000');
+  const config = loadConfig(values);
+  const report = await migrate({
+    dataDir: config.dataDir,
+    redis,
+    limits: config.limits,
+    batch,
+    restart: values.restart,
+    log: (line) => process.stdout.write(line + '\n'),
+  });
+  if (report.mismatches.length > 0) {
+    process.stdout.write(`migrate: ${report.mismatches.length} mismatches:\n  ${report.mismatches.join('\n  ')}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write('migrate: verified: every inbox and history count matches\n');
+}
+
 async function token(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -170,6 +210,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(rest);
     case 'token':
       return token(rest);
+    case 'migrate':
+      return migrateCommand(rest);
     case undefined:
     case '--help':
     case '-h':

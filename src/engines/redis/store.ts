@@ -337,6 +337,18 @@ export class RedisStore implements Store {
     }
   }
 
+  /** For migrations: lift the id counter to at least `next`. */
+  async raiseIds(next: bigint): Promise<void> {
+    await LEASE.run(this.#c, [keys.ids], [0, next.toString()]);
+  }
+
+  /** For migrations: remember an idempotency key as done until `until` (ms). */
+  async importKey(app: string, key: string, id: string, until: number): Promise<void> {
+    const left = until - this.#clock();
+    if (left <= 0) return;
+    await this.#c.set(keys.idempotency(app, key), `d:${id}:${until}`, 'PX', left + SLACK_MS);
+  }
+
   /** Redis expires inboxes, histories and keys by itself (see the scripts): nothing to sweep. */
   async sweep(): Promise<number> {
     return 0;
