@@ -23,6 +23,8 @@ export interface Limits {
   readonly maxMessageBytes: number;
   /** Users or channels one message may name. @default 1000 */
   readonly maxRecipients: number;
+  /** Messages one `POST …/messages/batch` request may carry. @default 1000 */
+  readonly maxBatchMessages: number;
   /** Channels one connection may be subscribed to. @default 128 */
   readonly maxSubscriptionsPerConnection: number;
   /** Inbound frames per second per connection before it is closed. @default 100 */
@@ -110,6 +112,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxBodyBytes: 1048576,
   maxMessageBytes: 65536,
   maxRecipients: 1000,
+  maxBatchMessages: 1000,
   maxSubscriptionsPerConnection: 128,
   maxFramesPerSecond: 100,
   maxOutboundBytes: 4194304,
@@ -156,6 +159,7 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxBodyBytes: [1024, 64 * 1024 * 1024],
   maxMessageBytes: [16, 16 * 1024 * 1024],
   maxRecipients: [1, 1_000_000],
+  maxBatchMessages: [1, 100_000],
   maxSubscriptionsPerConnection: [1, 100_000],
   maxFramesPerSecond: [1, 1_000_000],
   maxOutboundBytes: [1024, 1024 * 1024 * 1024],

@@ -24,6 +24,7 @@ export interface ApiApp {
 
 export interface ApiLimits extends PublishLimits {
   readonly maxBodyBytes: number;
+  readonly maxBatchMessages: number;
   readonly apiRequestsPerSecond: number;
   readonly inboxPageSize: number;
 }
@@ -195,6 +196,7 @@ export class HttpApi {
     const route = (method: Route['method'], shape: string, handle: Handler): Route => ({ method, shape: shape.split('/'), handle });
     this.#routes = [
       route('POST', 'messages', (q, s, a) => this.#publish(q, s, a)),
+      route('POST', 'messages/batch', (q, s, a) => this.#publishBatch(q, s, a)),
       route('GET', 'stats', (_q, s, a) => this.#stats(s, a)),
       route('GET', 'users/:', (_q, s, a, p) => this.#user(s, a, p[0]!)),
       route('POST', 'users/:/disconnect', (_q, s, a, p) => this.#disconnect(s, a, p[0]!)),
@@ -316,6 +318,31 @@ export class HttpApi {
     const r = await this.#send(app.id, p);
     if (r.duplicate) res.setHeader('idempotent-replayed', 'true');
     json(res, 202, { id: r.id });
+  }
+
+  /** Many messages in one request: all checked first (one bad message fails the batch), then sent in order. */
+  async #publishBatch(req: IncomingMessage, res: ServerResponse, app: ApiApp): Promise<void> {
+    const body = await readJson(req, this.#o.limits.maxBodyBytes);
+    if (!isObject(body) || Object.keys(body).some((k) => k !== 'messages')) {
+      throw new SilkError('invalid_request', 'the body must be {"messages": [ … ]}');
+    }
+    const list = body['messages'];
+    const max = this.#o.limits.maxBatchMessages;
+    if (!Array.isArray(list) || list.length === 0 || list.length > max) {
+      throw new SilkError('invalid_request', `\`messages\` must be an array of 1–${max} messages`);
+    }
+    const checked = list.map((m, i) => {
+      try {
+        return validatePublish(m, this.#o.limits);
+      } catch (err) {
+        if (err instanceof SilkError) throw new SilkError(err.code, `messages[${i}]: ${err.message}`);
+        throw err;
+      }
+    });
+    await this.#o.ids.ensure(checked.length);
+    // Ids are taken in order as each send starts; the sends run together (durable ones share group commits).
+    const results = await Promise.all(checked.map((p) => this.#send(app.id, p)));
+    json(res, 202, { ids: results.map((r) => r.id), duplicates: results.filter((r) => r.duplicate).length });
   }
 
   /**

@@ -173,4 +173,34 @@ describe('delivery', () => {
     c.send({ type: 'ping', id: 7 });
     assert.deepEqual(await c.next((f) => f.id === 7), { type: 'reply', id: 7 });
   });
+
+  test('batch - many messages in one request are delivered in order; one bad message fails the whole batch', async () => {
+    const c = await t.connect('batcher', { channels: ['*'] });
+    await c.subscribe('batch-ch');
+    const r = await t.api('POST', '/v1/apps/acme/messages/batch', {
+      messages: [
+        { to: { users: ['batcher'] }, data: 1 },
+        { to: { channels: ['batch-ch'] }, data: 2, event: 'e' },
+        { to: { users: ['batcher'] }, data: 3, durable: true, idempotencyKey: 'b-1' },
+      ],
+    });
+    assert.equal(r.status, 202);
+    assert.equal(r.body.ids.length, 3);
+    assert.equal(r.body.duplicates, 0);
+    assert.ok(r.body.ids.every((id: string, i: number, a: string[]) => i === 0 || BigInt(id) > BigInt(a[i - 1]!)));
+    await c.next((f) => f.id === r.body.ids[2]);
+    assert.deepEqual(c.messages().map((m) => m.data), [1, 2, 3]);
+    const again = await t.api('POST', '/v1/apps/acme/messages/batch', { messages: [{ to: { users: ['batcher'] }, data: 3, durable: true, idempotencyKey: 'b-1' }] });
+    assert.deepEqual(again.body, { ids: [r.body.ids[2]], duplicates: 1 });
+    const bad = await t.api('POST', '/v1/apps/acme/messages/batch', {
+      messages: [{ to: { users: ['batcher'] }, data: 'never' }, { to: { users: ['batcher'] } }],
+    });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /^messages\[1\]: /);
+    for (const body of [{}, { messages: [] }, { messages: 'x' }, { messages: [], extra: 1 }]) {
+      assert.equal((await t.api('POST', '/v1/apps/acme/messages/batch', body)).status, 400);
+    }
+    await c.request({ type: 'ping' });
+    assert.equal(c.messages().some((m) => m.data === 'never'), false);
+  });
 });
