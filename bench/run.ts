@@ -3,11 +3,12 @@
  * With no scenario it runs every scenario in turn with its defaults
  * (`--quick` applies to all).
  */
+import { cluster } from './cluster/scenario.js';
 import { fanout } from './fanout/scenario.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout];
+const SCENARIOS: readonly Scenario[] = [fanout, cluster];
 
 function help(): string {
   return (

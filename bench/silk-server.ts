@@ -20,6 +20,8 @@ const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     limits: { type: 'string', default: '{}' },
+    redis: { type: 'string' },
+    config: { type: 'string', default: '{}' },
   },
   strict: true,
 });
@@ -29,6 +31,8 @@ const config = validateConfig({
   host: '127.0.0.1',
   // The embedded default store, in a directory of its own removed at exit.
   dataDir: mkdtempSync(join(tmpdir(), 'silk-bench-')),
+  ...(values.redis !== undefined ? { redis: values.redis } : {}),
+  ...(JSON.parse(values.config) as Record<string, unknown>),
   apps: [BENCH_APP],
   logLevel: 'warn',
   limits: {

@@ -23,9 +23,12 @@ export interface ConnectArgs {
   readonly concurrency: number;
   readonly app: string;
   readonly secret: string;
+  /** Channel to subscribe to; empty: none (unicast and broadcast runs). */
   readonly channel: string;
   /** Sample the latency of one message in this many, per connection. */
   readonly sampleEvery: number;
+  /** Source addresses to spread connections over (127.0.0.x), for more than ~28k per destination. */
+  readonly localAddresses?: readonly string[];
 }
 
 export interface ConnectResult {
@@ -46,6 +49,8 @@ export interface ClientResults {
   readonly minTotal: number;
   readonly maxTotal: number;
   readonly oddities: number;
+  /** Latest arrival time of any message frame ({@link now}), for broadcast timing. */
+  readonly lastArrival: number;
 }
 
 const conns: LeanConn[] = [];
@@ -55,10 +60,12 @@ let t1 = -Infinity;
 let inWindow = 0;
 let sampleEvery = 8;
 let closed = 0;
+let lastArrival = 0;
 const closeCodes: Record<string, number> = {};
 
 const handlers: LeanHandlers = {
   message(c, buf, start, end, at) {
+    if (at > lastArrival) lastArrival = at;
     if (at < t0 || at >= t1) return;
     inWindow++;
     if (++c.tick >= sampleEvery) {
@@ -77,16 +84,22 @@ const handlers: LeanHandlers = {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function openOne(a: ConnectArgs, index: number): Promise<LeanConn> {
-  let path = '/bench';
+  let path = `/bench?user=u${index}`;
   if (a.mode === 'silk') {
-    const token = await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels: [a.channel] });
+    const token = await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels: a.channel === '' ? [] : [a.channel] });
     path = `/v1/connect?token=${token}`;
   }
-  const c = await LeanConn.open(
-    { host: a.host, port: a.port, path, ...(a.localAddress !== undefined ? { localAddress: a.localAddress } : {}) },
-    handlers,
-  );
-  if (a.mode === 'silk') {
+  const local = a.localAddresses !== undefined && a.localAddresses.length > 0 ? a.localAddresses[index % a.localAddresses.length] : a.localAddress;
+  const c = await LeanConn.open({ host: a.host, port: a.port, path, ...(local !== undefined ? { localAddress: local } : {}) }, handlers);
+  if (a.mode === 'silk' && a.channel === '') {
+    try {
+      const welcome = await c.nextControl();
+      if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`expected welcome, got ${welcome.slice(0, 120)}`);
+    } catch (err) {
+      c.destroy();
+      throw err;
+    }
+  } else if (a.mode === 'silk') {
     try {
       const welcome = await c.nextControl();
       if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`expected welcome, got ${welcome.slice(0, 120)}`);
@@ -142,6 +155,12 @@ serveParent({
     hist.reset();
     return true;
   },
+  /** Forget message counts (before a broadcast is timed). */
+  zero: () => {
+    for (const c of conns) c.messages = 0;
+    lastArrival = 0;
+    return true;
+  },
   results: (): ClientResults => {
     let minTotal = Infinity;
     let maxTotal = 0;
@@ -162,6 +181,7 @@ serveParent({
       minTotal: conns.length === 0 ? 0 : minTotal,
       maxTotal,
       oddities,
+      lastArrival,
     };
   },
   close: () => {

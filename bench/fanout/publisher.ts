@@ -34,6 +34,10 @@ export interface RunArgs {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly channel: string;
+  /** Unicast: send each message to one random user of u0…u(users-1) instead of the channel. */
+  readonly users?: number;
+  /** Messages per request (Silk's batch endpoint when > 1). */
+  readonly batch?: number;
   readonly inflight: number;
   /** saturate: most messages outstanding end to end (0: unbounded). */
   readonly window: number;
@@ -129,14 +133,14 @@ async function run(a: RunArgs): Promise<RunResult> {
   let seq = 0;
   let slot = 0;
 
-  const post = (body: string): Promise<number> =>
+  const post = (body: string, batch: boolean): Promise<number> =>
     new Promise((resolve) => {
       const req = request(
         {
           agent,
           host: a.host,
           port: a.port,
-          path: a.path,
+          path: batch ? a.path + '/batch' : a.path,
           method: 'POST',
           headers: { ...a.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         },
@@ -167,18 +171,30 @@ async function run(a: RunArgs): Promise<RunResult> {
         if (now() >= a.stopAt || stopped) return;
       }
       const t = now();
-      const s = ++seq;
-      sent++;
-      issued++;
-      const status = await post(`{"to":{"channels":["${a.channel}"]},"data":{"t":${t.toFixed(3)},"s":${s}}}`);
+      const n = Math.max(1, a.batch ?? 1);
+      const one = (): string => {
+        const s = ++seq;
+        const to = a.users !== undefined ? `{"users":["u${Math.floor(Math.random() * a.users)}"]}` : `{"channels":["${a.channel}"]}`;
+        return `{"to":${to},"data":{"t":${t.toFixed(3)},"s":${s}}}`;
+      };
+      let body: string;
+      if (n === 1) body = one();
+      else {
+        const parts: string[] = [];
+        for (let i = 0; i < n; i++) parts.push(one());
+        body = `{"messages":[${parts.join(',')}]}`;
+      }
+      sent += n;
+      issued += n;
+      const status = await post(body, n > 1);
       statuses[status] = (statuses[status] ?? 0) + 1;
       if (status === 202) {
-        accepted++;
-        acceptedTotal++;
-        if (t >= a.t0 && t < a.t1) acceptedInWindow++;
+        accepted += n;
+        acceptedTotal += n;
+        if (t >= a.t0 && t < a.t1) acceptedInWindow += n;
       } else {
-        failed++;
-        issued--;
+        failed += n;
+        issued -= n;
         await new Promise((r) => setTimeout(r, 10));
       }
     }
@@ -200,7 +216,26 @@ async function drain(timeoutMs: number): Promise<{ probeReceived: number; accept
   return { probeReceived: probeCount(), accepted: acceptedTotal, waitedMs: now() - start };
 }
 
+/** Post one message and resolve with the time it was sent ({@link now}) and the status. */
+async function once(m: Record<string, unknown>): Promise<{ at: number; status: number }> {
+  const a = m as unknown as { host: string; port: number; path: string; headers: Record<string, string>; body: string };
+  const at = now();
+  const status = await new Promise<number>((resolve) => {
+    const req = request(
+      { host: a.host, port: a.port, path: a.path, method: 'POST', headers: { ...a.headers, 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', () => resolve(0));
+    req.end(a.body);
+  });
+  return { at, status };
+}
+
 serveParent({
+  once,
   probe: (m) => openProbe(m as unknown as ProbeArgs),
   run: (m) => run(m as unknown as RunArgs),
   stop: () => {
