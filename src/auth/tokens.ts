@@ -74,6 +74,48 @@ export async function verifyToken(token: string | null | undefined, keyOf: KeyLo
   };
 }
 
+/**
+ * Verified tokens, remembered so that the same token presented again (a
+ * reconnect storm after a restart, a page reload) skips the HMAC and the
+ * claim checks. Bounded: at most `max` entries, the oldest dropped first. A
+ * hit is honoured only while the token is unexpired and the app still signs
+ * with the very key it was verified with; anything else is verified afresh.
+ */
+export class TokenCache {
+  readonly #max: number;
+  readonly #entries = new Map<string, { grant: Grant; key: Uint8Array }>();
+
+  constructor(max = 10_000) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** {@link verifyToken}, with the cache in front of it. */
+  async verify(token: string | null | undefined, keyOf: KeyLookup, now = Date.now()): Promise<Grant> {
+    if (typeof token === 'string') {
+      const hit = this.#entries.get(token);
+      if (hit !== undefined) {
+        if (hit.grant.expires <= now) {
+          this.#entries.delete(token);
+          throw new SilkError('token_expired', 'the token has expired');
+        }
+        if (keyOf(hit.grant.app) === hit.key) return hit.grant;
+        this.#entries.delete(token);
+      }
+    }
+    const grant = await verifyToken(token, keyOf);
+    const key = keyOf(grant.app);
+    if (this.#max > 0 && key !== undefined && grant.expires > now) {
+      if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
+      this.#entries.set(token as string, { grant, key });
+    }
+    return grant;
+  }
+}
+
 /** Parse a duration such as `30s`, `15m`, `1h`, `7d` (or plain seconds) into seconds. */
 export function parseDuration(text: string): number {
   const m = /^(\d+)(s|m|h|d)?$/.exec(text);

@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { verifyToken, type Grant, type KeyLookup } from '../auth/tokens.js';
+import { TokenCache, type Grant, type KeyLookup } from '../auth/tokens.js';
 import { allows, isValidChannel } from '../core/channels.js';
 import { closeCodeOf, SilkError, type ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
@@ -116,6 +116,8 @@ export class WebSocketGateway {
   readonly #wheel: HeartbeatWheel<WsConnection>;
   readonly #ctx: GatewayContext;
   readonly #all = new Set<WsConnection>();
+  /** Tokens already verified (see {@link TokenCache}). */
+  readonly #tokens = new TokenCache();
   readonly #heartbeatMs: number;
   readonly #catchups: Catchups;
   #pending = new Map<string, number>();
@@ -165,7 +167,7 @@ export class WebSocketGateway {
     const url = new URL(req.url ?? '/', 'http://x');
     let grant: Grant;
     try {
-      grant = await verifyToken(url.searchParams.get('token'), this.#o.keyOf);
+      grant = await this.#tokens.verify(url.searchParams.get('token'), this.#o.keyOf);
     } catch (err) {
       if (err instanceof SilkError) return refuse(socket, err);
       throw err;

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { secretKey, signToken, TokenCache, type KeyLookup } from '../../src/auth/tokens.js';
+import { SilkError } from '../../src/core/errors.js';
+
+const KEY = secretKey('s3cret-for-the-cache-test');
+const keyOf: KeyLookup = (app) => (app === 'a' ? KEY : undefined);
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    assert.ok(err instanceof SilkError, String(err));
+    return err.code;
+  }
+}
+
+test('a cached token gives the same grant without verifying again', async () => {
+  const cache = new TokenCache(10);
+  const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60, channels: ['news'] });
+  const first = await cache.verify(token, keyOf);
+  assert.equal(cache.size, 1);
+  const second = await cache.verify(token, keyOf);
+  assert.equal(second, first);
+  assert.deepEqual(second, { app: 'a', user: 'u1', expires: first.expires, channels: ['news'] });
+});
+
+test('a cached token past its expiry is refused', async () => {
+  const cache = new TokenCache(10);
+  const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
+  const grant = await cache.verify(token, keyOf);
+  assert.equal(await code(cache.verify(token, keyOf, grant.expires + 1)), 'token_expired');
+  assert.equal(cache.size, 0);
+});
+
+test('a cached token is verified again once its app signs with another key', async () => {
+  const cache = new TokenCache(10);
+  const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
+  await cache.verify(token, keyOf);
+  const rotated: KeyLookup = (app) => (app === 'a' ? secretKey('another-secret-now') : undefined);
+  assert.equal(await code(cache.verify(token, rotated)), 'token_invalid');
+  const removed: KeyLookup = () => undefined;
+  assert.equal(await code(cache.verify(token, removed)), 'app_not_found');
+});
+
+test('refused tokens are never cached, and the cache stays within its bound', async () => {
+  const cache = new TokenCache(3);
+  const bad = await signToken({ app: 'a', user: 'u1', secret: 'wrong-secret', ttlSeconds: 60 });
+  assert.equal(await code(cache.verify(bad, keyOf)), 'token_invalid');
+  assert.equal(await code(cache.verify(bad, keyOf)), 'token_invalid');
+  assert.equal(await code(cache.verify('', keyOf)), 'token_missing');
+  assert.equal(cache.size, 0);
+  const tokens = await Promise.all(
+    [1, 2, 3, 4, 5].map((i) => signToken({ app: 'a', user: `u${i}`, secret: 's3cret-for-the-cache-test', ttlSeconds: 60 })),
+  );
+  for (const t of tokens) await cache.verify(t, keyOf);
+  assert.equal(cache.size, 3);
+  // The newest are kept and still answer.
+  assert.equal((await cache.verify(tokens[4], keyOf)).user, 'u5');
+});
