@@ -121,6 +121,22 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.deepEqual((await store.inbox('a', 'u2', undefined, 10)).messages, [m]);
     });
 
+    test('ttl - a shorter ttl written after longer ones, and expiry after acks', async () => {
+      const { store, clock } = await fresh();
+      const long = msg(clock, 'long', { expires: clock.now + 60_000 });
+      const forever = msg(clock, 'forever');
+      const short = msg(clock, 'short', { expires: clock.now + 10_000 });
+      const mid = msg(clock, 'mid', { expires: clock.now + 30_000 });
+      for (const m of [long, forever, short, mid]) await store.write({ app: 'a', message: m, users: ['u'] });
+      clock.advance(11);
+      assert.deepEqual((await store.inbox('a', 'u', undefined, 10)).messages, [long, forever, mid]);
+      await store.ack('a', 'u', { ids: [mid.id] });
+      clock.advance(50);
+      const w = await store.write({ app: 'a', message: msg(clock), users: ['u'] });
+      assert.equal(w.unread.get('u'), 2, 'long has expired: forever and the new one remain');
+      assert.equal(await store.unread('a', 'u'), 2);
+    });
+
     test('ttl - expired messages leave the inbox and the unread count', async () => {
       const { store, clock } = await fresh();
       const short = msg(clock, 'short', { expires: clock.now + 10_000 });

@@ -60,7 +60,7 @@ export class SqliteExport {
     if (!existsSync(this.file)) throw new SilkError('store_unavailable', `no embedded store at ${this.file}`);
     this.#db = new Database(this.file, { readonly: true, fileMustExist: true });
     const v = this.#db.pragma('user_version', { simple: true }) as number;
-    if (v !== SCHEMA_VERSION) throw new SilkError('store_unavailable', `${this.file} has schema version ${v}; this silk reads ${SCHEMA_VERSION}`);
+    if (v < 1 || v > SCHEMA_VERSION) throw new SilkError('store_unavailable', `${this.file} has schema version ${v}; this silk reads 1 to ${SCHEMA_VERSION}`);
   }
 
   /** The first id no block has been leased from. */

@@ -77,6 +77,13 @@ const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_by_time ON idempotency (until);
   `,
+  `
+  -- A lower bound on the earliest expiry in each inbox (NULL: nothing in it
+  -- expires), so a write looks for expired messages only when one may be due.
+  ALTER TABLE inbox_totals ADD COLUMN next_expiry INTEGER;
+  UPDATE inbox_totals SET next_expiry =
+    (SELECT MIN(expires) FROM inbox WHERE inbox.app = inbox_totals.app AND inbox.user = inbox_totals.user);
+  `,
 ];
 
 /** The schema version this code writes. */

@@ -3,9 +3,11 @@
  *
  * Group commit: every operation joins a queue, and the queue runs as one
  * transaction on the next turn of the event loop, so a burst of publishes
- * costs one commit, not one per message. Each operation runs inside its own
- * savepoint, so one failing operation fails alone. Reads go through the
- * same queue, so they see every write queued before them.
+ * costs one commit, not one per message. Should an operation throw, the
+ * transaction is rolled back and the batch runs again with each operation
+ * in its own savepoint, so one failing operation fails alone (savepoints on
+ * every operation would cost a third of the store's time). Reads go through
+ * the same queue, so they see every write queued before them.
  *
  * Durability (docs/storage.md): with `synchronous = NORMAL` (the default), a
  * committed transaction is in the WAL file before its promise resolves, so
@@ -32,6 +34,9 @@ import type {
 import { migrate } from './schema.js';
 
 export const DB_FILE = 'silk.db';
+
+/** Inboxes whose totals are kept in memory at most. */
+const TOTALS_CACHED = 100_000;
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** Directory of the database file. */
@@ -62,6 +67,13 @@ function toMessage(r: MessageRow): StoredMessage {
   return m;
 }
 
+/** An inbox's running totals; `next` is a lower bound on its earliest expiry (null: none expires). */
+interface Totals {
+  count: number;
+  bytes: number;
+  next: number | null;
+}
+
 /** Rows that many statements return: a message id and its size. */
 interface Removed {
   id: string;
@@ -77,6 +89,16 @@ export class SqliteStore implements Store {
   #scheduled = false;
   #closed = false;
   readonly #flush = (): void => this.#commit();
+  /**
+   * Inbox totals as last written, so a write to an inbox does not read them
+   * back first (this process is the database's only writer). Cleared when it
+   * outgrows {@link TOTALS_CACHED} and whenever a transaction rolls back.
+   */
+  readonly #totals = new Map<string, Totals>();
+  /** Runs a batch of operations in one immediate transaction, without savepoints. */
+  readonly #runAll: (ops: readonly Op[]) => unknown[];
+  /** The same with a savepoint per operation: the path after one has thrown. */
+  readonly #runEach: (ops: readonly Op[]) => { ok: boolean; value: unknown }[];
   readonly #s: ReturnType<SqliteStore['prepare']>;
 
   constructor(options: SqliteStoreOptions) {
@@ -90,6 +112,19 @@ export class SqliteStore implements Store {
     this.#db.pragma('busy_timeout = 5000');
     migrate(this.#db, this.file);
     this.#s = this.prepare();
+    const all = this.#db.transaction((ops: readonly Op[]) => ops.map((op) => op.run()));
+    this.#runAll = (ops) => all.immediate(ops);
+    const each = this.#db.transaction((ops: readonly Op[]) =>
+      ops.map((op) => {
+        try {
+          // A nested transaction is a savepoint: a failing operation rolls back alone.
+          return { ok: true, value: this.#db.transaction(op.run)() };
+        } catch (err) {
+          return { ok: false, value: err };
+        }
+      }),
+    );
+    this.#runEach = (ops) => each.immediate(ops);
   }
 
   /** Every statement, prepared once. */
@@ -114,15 +149,14 @@ export class SqliteStore implements Store {
           `SELECT CAST(m.id AS TEXT) AS id, m.event, m.data, m.at, m.expires FROM inbox i JOIN messages m ON m.id = i.id
            WHERE i.app = ? AND i.user = ? AND i.id > ? ORDER BY i.id LIMIT ?`,
         ),
-      inboxCount: db.prepare<[string, string], { count: number; bytes: number | null }>(
-        'SELECT COUNT(*) AS count, SUM(bytes) AS bytes FROM inbox WHERE app = ? AND user = ?',
+      inboxCount: db.prepare<[string, string], { count: number; bytes: number | null; next: number | null }>(
+        'SELECT COUNT(*) AS count, SUM(bytes) AS bytes, MIN(expires) AS next FROM inbox WHERE app = ? AND user = ?',
       ),
-      totalsGet: db.prepare<[string, string], { count: number; bytes: number }>(
-        'SELECT count, bytes FROM inbox_totals WHERE app = ? AND user = ?',
-      ),
+      inboxNextExpiry: db.prepare<[string, string], { next: number | null }>('SELECT MIN(expires) AS next FROM inbox WHERE app = ? AND user = ?'),
+      totalsGet: db.prepare<[string, string], Totals>('SELECT count, bytes, next_expiry AS next FROM inbox_totals WHERE app = ? AND user = ?'),
       totalsSet: db.prepare(
-        `INSERT INTO inbox_totals (app, user, count, bytes) VALUES (?, ?, ?, ?)
-         ON CONFLICT (app, user) DO UPDATE SET count = excluded.count, bytes = excluded.bytes`,
+        `INSERT INTO inbox_totals (app, user, count, bytes, next_expiry) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (app, user) DO UPDATE SET count = excluded.count, bytes = excluded.bytes, next_expiry = excluded.next_expiry`,
       ),
       totalsDelete: db.prepare('DELETE FROM inbox_totals WHERE app = ? AND user = ?'),
       historyPut: db.prepare('INSERT INTO history (app, channel, id, at, expires) VALUES (?, ?, ?, ?, ?)'),
@@ -173,24 +207,21 @@ export class SqliteStore implements Store {
     const ops = this.#queue;
     if (ops.length === 0) return;
     this.#queue = [];
-    const results: { ok: boolean; value: unknown }[] = [];
+    let results: { ok: boolean; value: unknown }[];
     try {
-      this.#db
-        .transaction(() => {
-          for (const op of ops) {
-            try {
-              // A nested transaction is a savepoint: a failing operation rolls back alone.
-              results.push({ ok: true, value: this.#db.transaction(op.run)() });
-            } catch (err) {
-              results.push({ ok: false, value: err });
-            }
-          }
-        })
-        .immediate();
-    } catch (err) {
+      results = this.#runAll(ops).map((value) => ({ ok: true, value }));
+    } catch {
+      // Rolled back whole: run again, each operation alone in a savepoint.
+      this.#totals.clear();
+      try {
+        results = this.#runEach(ops);
+        if (results.some((r) => !r.ok)) this.#totals.clear();
+      } catch (err) {
+        this.#totals.clear();
       // The commit itself failed (disk full, I/O error): nothing in the batch is stored.
-      for (const op of ops) op.reject(err);
-      return;
+        for (const op of ops) op.reject(err);
+        return;
+      }
     }
     for (let i = 0; i < ops.length; i++) {
       const r = results[i]!;
@@ -237,10 +268,12 @@ export class SqliteStore implements Store {
     const bytes = Buffer.byteLength(m.data);
     const gone: string[] = [];
     for (const user of users) {
-      let { count, bytes: used } = this.#expireInbox(req.app, user, now, gone);
+      const t = this.#expireInbox(req.app, user, now, gone);
+      let { count, bytes: used } = t;
       if (s.inboxPut.run(req.app, user, id, bytes, m.expires ?? null).changes === 1) {
         count++;
         used += bytes;
+        if (m.expires !== undefined && (t.next === null || m.expires < t.next)) t.next = m.expires;
       }
       const over = count - this.#limits.inboxMaxMessages;
       if (over > 0 || used > this.#limits.inboxMaxBytes) {
@@ -254,7 +287,7 @@ export class SqliteStore implements Store {
           gone.push(old.id);
         }
       }
-      this.#setTotals(req.app, user, count, used);
+      this.#setTotals(req.app, user, { count, bytes: used, next: t.next });
       unread.set(user, count);
     }
     for (const channel of channels) {
@@ -268,27 +301,40 @@ export class SqliteStore implements Store {
     return { id: m.id, duplicate: false, unread, evicted };
   }
 
-  /** Drop `user`'s expired messages; returns the inbox totals after. */
-  #expireInbox(app: string, user: string, now: number, gone: string[]): { count: number; bytes: number } {
+  /** Drop `user`'s expired messages (looking only when one may be due); returns the inbox totals after. */
+  #expireInbox(app: string, user: string, now: number, gone: string[]): Totals {
     const s = this.#s;
-    const t = s.totalsGet.get(app, user);
-    if (t === undefined) return { count: 0, bytes: 0 };
-    let { count, bytes } = t;
-    const expired = s.inboxExpire.all(app, user, now);
-    if (expired.length > 0) {
-      for (const r of expired) {
-        count--;
-        bytes -= r.bytes;
-        gone.push(r.id);
-      }
-      this.#setTotals(app, user, count, bytes);
+    const key = app + '\u0000' + user;
+    let t = this.#totals.get(key);
+    if (t === undefined) {
+      t = s.totalsGet.get(app, user) ?? { count: 0, bytes: 0, next: null };
+      this.#cacheTotals(key, t);
     }
-    return { count, bytes };
+    t = { count: t.count, bytes: t.bytes, next: t.next };
+    if (t.next === null || t.next > now) return t;
+    for (const r of s.inboxExpire.all(app, user, now)) {
+      t.count--;
+      t.bytes -= r.bytes;
+      gone.push(r.id);
+    }
+    t.next = s.inboxNextExpiry.get(app, user)?.next ?? null;
+    this.#setTotals(app, user, t);
+    return t;
   }
 
-  #setTotals(app: string, user: string, count: number, bytes: number): void {
-    if (count <= 0) this.#s.totalsDelete.run(app, user);
-    else this.#s.totalsSet.run(app, user, count, bytes);
+  #setTotals(app: string, user: string, t: Totals): void {
+    if (t.count <= 0) {
+      this.#s.totalsDelete.run(app, user);
+      this.#cacheTotals(app + '\u0000' + user, { count: 0, bytes: 0, next: null });
+    } else {
+      this.#s.totalsSet.run(app, user, t.count, t.bytes, t.next);
+      this.#cacheTotals(app + '\u0000' + user, { count: t.count, bytes: t.bytes, next: t.next });
+    }
+  }
+
+  #cacheTotals(key: string, t: Totals): void {
+    if (this.#totals.size >= TOTALS_CACHED && !this.#totals.has(key)) this.#totals.clear();
+    this.#totals.set(key, t);
   }
 
   #gc(ids: readonly string[]): void {
@@ -324,7 +370,8 @@ export class SqliteStore implements Store {
     return this.#enqueue(() => {
       const s = this.#s;
       const gone: string[] = [];
-      let { count, bytes } = this.#expireInbox(app, user, this.#clock(), gone);
+      const t = this.#expireInbox(app, user, this.#clock(), gone);
+      let { count, bytes } = t;
       let removed: Removed[];
       if ('all' in which) removed = s.inboxDeleteAll.all(app, user);
       else if ('upTo' in which) removed = s.inboxDeleteUpTo.all(app, user, BigInt(which.upTo));
@@ -340,7 +387,8 @@ export class SqliteStore implements Store {
         bytes -= r.bytes;
         gone.push(r.id);
       }
-      if (removed.length > 0) this.#setTotals(app, user, count, bytes);
+      // `next` stays a lower bound: removing messages can only raise the earliest expiry.
+      if (removed.length > 0) this.#setTotals(app, user, { count, bytes, next: t.next });
       this.#gc(gone);
       return { removed: removed.length, unread: Math.max(0, count) };
     });
@@ -391,7 +439,7 @@ export class SqliteStore implements Store {
       for (const { app, user } of totals.values()) {
         // Recount from the rows: the sweep removed them without the running totals.
         const t = s.inboxCount.get(app, user)!;
-        this.#setTotals(app, user, t.count, t.bytes ?? 0);
+        this.#setTotals(app, user, { count: t.count, bytes: t.bytes ?? 0, next: t.next });
       }
       const trimmed = new Map<string, { app: string; channel: string; n: number }>();
       for (const r of s.sweepHistory.all(now - this.#limits.historyMaxAgeSeconds * 1000, now)) {
