@@ -4,11 +4,12 @@
  * (`--quick` applies to all).
  */
 import { cluster } from './cluster/scenario.js';
+import { durable } from './durable/scenario.js';
 import { fanout } from './fanout/scenario.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout, cluster];
+const SCENARIOS: readonly Scenario[] = [fanout, durable, cluster];
 
 function help(): string {
   return (

@@ -15,6 +15,7 @@ import { Agent, request } from 'node:http';
 import { signToken } from '../../src/auth/tokens.js';
 import { LeanConn, now } from '../lib/lean-ws.js';
 import { serveParent } from '../lib/proc.js';
+import { Histogram, type HistogramData } from '../lib/stats.js';
 import type { SystemMode } from './clients.js';
 
 export interface ProbeArgs {
@@ -38,6 +39,8 @@ export interface RunArgs {
   readonly users?: number;
   /** Messages per request (Silk's batch endpoint when > 1). */
   readonly batch?: number;
+  /** Publish with `"durable": true` (Silk). */
+  readonly durable?: boolean;
   readonly inflight: number;
   /** saturate: most messages outstanding end to end (0: unbounded). */
   readonly window: number;
@@ -62,6 +65,8 @@ export interface RunResult {
   readonly stalls: number;
   /** paced: scheduled sends that left more than 5 ms late. */
   readonly late: number;
+  /** Request latency (sent to answered) of requests sent inside [t0, t1). */
+  readonly apiLatency: HistogramData;
 }
 
 let probe: LeanConn | undefined;
@@ -132,6 +137,8 @@ async function run(a: RunArgs): Promise<RunResult> {
   let late = 0;
   let seq = 0;
   let slot = 0;
+  const apiLatency = new Histogram();
+  const durable = a.durable === true ? ',"durable":true' : '';
 
   const post = (body: string, batch: boolean): Promise<number> =>
     new Promise((resolve) => {
@@ -175,7 +182,7 @@ async function run(a: RunArgs): Promise<RunResult> {
       const one = (): string => {
         const s = ++seq;
         const to = a.users !== undefined ? `{"users":["u${Math.floor(Math.random() * a.users)}"]}` : `{"channels":["${a.channel}"]}`;
-        return `{"to":${to},"data":{"t":${t.toFixed(3)},"s":${s}}}`;
+        return `{"to":${to}${durable},"data":{"t":${t.toFixed(3)},"s":${s}}}`;
       };
       let body: string;
       if (n === 1) body = one();
@@ -187,6 +194,7 @@ async function run(a: RunArgs): Promise<RunResult> {
       sent += n;
       issued += n;
       const status = await post(body, n > 1);
+      if (t >= a.t0 && t < a.t1) apiLatency.record(now() - t);
       statuses[status] = (statuses[status] ?? 0) + 1;
       if (status === 202) {
         accepted += n;
@@ -204,7 +212,7 @@ async function run(a: RunArgs): Promise<RunResult> {
   await sleepUntil(a.startAt);
   await Promise.all(Array.from({ length: Math.max(1, a.inflight) }, worker));
   agent.destroy();
-  return { sent, accepted, acceptedInWindow, failed, statuses, errors, stalls, late };
+  return { sent, accepted, acceptedInWindow, failed, statuses, errors, stalls, late, apiLatency: apiLatency.toData() };
 }
 
 /** Wait (bounded) until the probe has every accepted message. */

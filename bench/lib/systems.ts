@@ -58,7 +58,7 @@ export const SYSTEMS: Record<SystemName, SystemSpec> = {
 
 /** Start a system and wait for its port. */
 export async function startSystem(spec: SystemSpec, cpu: number | undefined): Promise<{ child: Child; port: number }> {
-  const child = spec.start(cpu);
+  const child = spec.start(cpu, serverNodeArgs());
   const ready = await child.waitFor<{ port: number }>((m) => (m as { ready?: boolean }).ready === true, 20_000);
   return { child, port: ready.port };
 }
@@ -70,4 +70,13 @@ export function parseSystems(text: string): SystemSpec[] {
     if (spec === undefined) throw new Error(`unknown system ${s}; known: ${Object.keys(SYSTEMS).join(', ')}`);
     return spec;
   });
+}
+
+/**
+ * Node options for the servers under test from `BENCH_SERVER_NODE_ARGS`
+ * (space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile.
+ */
+export function serverNodeArgs(): string[] | undefined {
+  const text = process.env['BENCH_SERVER_NODE_ARGS']?.trim();
+  return text ? text.split(/\s+/) : undefined;
 }
