@@ -1,9 +1,12 @@
 /**
  * The baseline: a minimal broadcast server on the raw `ws` library, what
  * one would write in an afternoon. It accepts WebSocket connections on any
- * path (no auth, no subscribe) and takes `POST /publish` with the same body
- * as Silk's publish API (`{"to":{"channels":[…]},"data":…}`), sending
- * `{"type":"message","channel":…,"data":…}` to every connected client.
+ * path (no auth, no subscribe; `?user=uN` names the connection's user) and
+ * takes `POST /publish` with the same body as Silk's publish API: to
+ * `{"channels":[…]}` it sends `{"type":"message","channel":…,"data":…}` to
+ * every connected client, to `{"users":[…]}` only to those users'
+ * connections. `POST /publish/batch` takes `{"messages":[…]}` as Silk's
+ * batch endpoint does.
  *
  * Two variants:
  * - naive (default): one `ws.send()` per client per message, in the request
@@ -54,14 +57,19 @@ function textFrame(json: string): Buffer {
 /** A client in the coalescing variant: its raw socket and what waits to be written. */
 class Queued {
   readonly sock: Duplex;
+  readonly ws: WebSocket;
   queue: Buffer[] = [];
   bytes = 0;
   dirty = false;
 
-  constructor(sock: Duplex) {
+  constructor(sock: Duplex, ws: WebSocket) {
     this.sock = sock;
+    this.ws = ws;
   }
 }
+
+/** Connections by user, for user messages. */
+const byUser = new Map<string, Set<Queued>>();
 
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: true });
 const queued = new Set<Queued>();
@@ -84,18 +92,18 @@ function flush(): void {
 let seq = 0;
 let delivered = 0;
 
-function broadcast(json: string): void {
+function broadcast(json: string, to: Iterable<Queued> = queued): void {
   if (!coalesce) {
-    for (const ws of wss.clients) {
-      if (ws.readyState === WebSocket.OPEN) {
-        ws.send(json);
+    for (const q of to) {
+      if (q.ws.readyState === WebSocket.OPEN) {
+        q.ws.send(json);
         delivered++;
       }
     }
     return;
   }
   const frame = textFrame(json);
-  for (const q of queued) {
+  for (const q of to) {
     q.queue.push(frame);
     q.bytes += frame.length;
     delivered++;
@@ -116,24 +124,44 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+interface Publish {
+  to?: { channels?: unknown; users?: unknown };
+  data?: unknown;
+}
+
+function send(p: Publish): string {
+  const id = String(++seq);
+  const users = p.to?.users;
+  if (Array.isArray(users)) {
+    const json = JSON.stringify({ type: 'message', id, data: p.data });
+    for (const u of users) {
+      const set = byUser.get(String(u));
+      if (set !== undefined) broadcast(json, set);
+    }
+    return id;
+  }
+  const channels = p.to?.channels;
+  const channel = Array.isArray(channels) && typeof channels[0] === 'string' ? channels[0] : 'bench';
+  broadcast(JSON.stringify({ type: 'message', id, channel, data: p.data }));
+  return id;
+}
+
+async function publish(req: IncomingMessage, res: ServerResponse, batch: boolean): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
-  let body: { to?: { channels?: unknown }; data?: unknown };
+  let body: Publish & { messages?: Publish[] };
   try {
     body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
   } catch {
     return reply(res, 400, { error: 'invalid_json' });
   }
-  const channels = body.to?.channels;
-  const channel = Array.isArray(channels) && typeof channels[0] === 'string' ? channels[0] : 'bench';
-  broadcast(JSON.stringify({ type: 'message', channel, data: body.data }));
-  reply(res, 202, { id: String(++seq) });
+  if (batch) return reply(res, 202, { ids: (body.messages ?? []).map(send) });
+  reply(res, 202, { id: send(body) });
 }
 
 const server = createServer((req, res) => {
-  if (req.method === 'POST' && req.url === '/publish') {
-    publish(req, res).catch(() => res.destroy());
+  if (req.method === 'POST' && (req.url === '/publish' || req.url === '/publish/batch')) {
+    publish(req, res, req.url === '/publish/batch').catch(() => res.destroy());
     return;
   }
   reply(res, 404, { error: 'not_found' });
@@ -141,17 +169,22 @@ const server = createServer((req, res) => {
 
 server.on('upgrade', (req, socket, head) => {
   socket.on('error', () => undefined);
+  const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user');
   wss.handleUpgrade(req, socket, head, (ws) => {
     ws.on('error', () => undefined);
-    if (coalesce) {
-      const q = new Queued(socket);
-      queued.add(q);
-      ws.on('close', () => queued.delete(q));
-    }
+    const q = new Queued(socket, ws);
+    queued.add(q);
+    if (user !== null) byUser.set(user, (byUser.get(user) ?? new Set()).add(q));
+    ws.on('close', () => {
+      queued.delete(q);
+      const set = user === null ? undefined : byUser.get(user);
+      set?.delete(q);
+      if (set?.size === 0) byUser.delete(user!);
+    });
   });
 });
 
 server.listen(0 + Number(values.port), '127.0.0.1', () => {
-  instrumentServer(() => ({ connections: coalesce ? queued.size : wss.clients.size, delivered, published: seq }));
+  instrumentServer(() => ({ connections: queued.size, delivered, published: seq }));
   announce({ system: coalesce ? 'ws-coalesce' : 'ws', port: (server.address() as AddressInfo).port, pid: process.pid });
 });

@@ -6,15 +6,15 @@
  */
 import { signToken } from '../../src/auth/tokens.js';
 import { serveParent } from '../lib/proc.js';
-import { KEY_T, LeanConn, readNumberField, type LeanHandlers } from '../lib/lean-ws.js';
+import { KEY_T, LeanConn, readNumberField, socketioConnect, type LeanHandlers } from '../lib/lean-ws.js';
 import { Histogram, type HistogramData } from '../lib/stats.js';
 
-export type SystemMode = 'silk' | 'plain';
+export type SystemMode = 'silk' | 'plain' | 'socketio';
 
 export interface ConnectArgs {
   readonly host: string;
   readonly port: number;
-  /** `silk`: token + subscribe; `plain`: any path, no subscribe. */
+  /** `silk`: token + subscribe; `plain`: any path, no subscribe; `socketio`: Engine.IO open + namespace connect. */
   readonly mode: SystemMode;
   readonly count: number;
   /** Index of this process's first user (users are `u<index>`). */
@@ -30,6 +30,8 @@ export interface ConnectArgs {
   /** Source addresses to spread connections over (127.0.0.x), for more than ~28k per destination. */
   readonly localAddresses?: readonly string[];
 }
+
+/** `ms` is the time to open every connection, after the tokens are signed. */
 
 export interface ConnectResult {
   readonly opened: number;
@@ -83,15 +85,22 @@ const handlers: LeanHandlers = {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Tokens signed ahead of the timed connect, by user index. */
+const tokens = new Map<number, string>();
+
 async function openOne(a: ConnectArgs, index: number): Promise<LeanConn> {
   let path = `/bench?user=u${index}`;
+  if (a.mode === 'socketio') path = `/socket.io/?EIO=4&transport=websocket&user=u${index}`;
   if (a.mode === 'silk') {
-    const token = await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels: a.channel === '' ? [] : [a.channel] });
+    const token =
+      tokens.get(index) ??
+      (await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels: a.channel === '' ? [] : [a.channel] }));
     path = `/v1/connect?token=${token}`;
   }
   const local = a.localAddresses !== undefined && a.localAddresses.length > 0 ? a.localAddresses[index % a.localAddresses.length] : a.localAddress;
   const c = await LeanConn.open({ host: a.host, port: a.port, path, ...(local !== undefined ? { localAddress: local } : {}) }, handlers);
-  if (a.mode === 'silk' && a.channel === '') {
+  if (a.mode === 'socketio') await socketioConnect(c);
+  else if (a.mode === 'silk' && a.channel === '') {
     try {
       const welcome = await c.nextControl();
       if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`expected welcome, got ${welcome.slice(0, 120)}`);
@@ -115,6 +124,14 @@ async function openOne(a: ConnectArgs, index: number): Promise<LeanConn> {
 }
 
 async function connectAll(a: ConnectArgs): Promise<ConnectResult> {
+  if (a.mode === 'silk') {
+    // Sign first, so that the connect time is the server's and not the signing.
+    const channels = a.channel === '' ? [] : [a.channel];
+    for (let i = 0; i < a.count; i++) {
+      const index = a.firstIndex + i;
+      tokens.set(index, await signToken({ app: a.app, user: `u${index}`, secret: a.secret, ttlSeconds: 3600, channels }));
+    }
+  }
   const start = performance.now();
   sampleEvery = Math.max(1, a.sampleEvery);
   let next = 0;

@@ -13,7 +13,7 @@
  */
 import { Agent, request } from 'node:http';
 import { signToken } from '../../src/auth/tokens.js';
-import { LeanConn, now } from '../lib/lean-ws.js';
+import { LeanConn, now, socketioConnect } from '../lib/lean-ws.js';
 import { serveParent } from '../lib/proc.js';
 import { Histogram, type HistogramData } from '../lib/stats.js';
 import type { SystemMode } from './clients.js';
@@ -87,6 +87,7 @@ function wake(): void {
 
 async function openProbe(a: ProbeArgs): Promise<boolean> {
   let path = '/bench';
+  if (a.mode === 'socketio') path = '/socket.io/?EIO=4&transport=websocket';
   if (a.mode === 'silk') {
     const token = await signToken({ app: a.app, user: 'probe', secret: a.secret, ttlSeconds: 3600, channels: [a.channel] });
     path = `/v1/connect?token=${token}`;
@@ -95,6 +96,7 @@ async function openProbe(a: ProbeArgs): Promise<boolean> {
     { host: a.host, port: a.port, path, ...(a.localAddress !== undefined ? { localAddress: a.localAddress } : {}) },
     { message: () => wake() },
   );
+  if (a.mode === 'socketio') await socketioConnect(probe);
   if (a.mode === 'silk') {
     const welcome = await probe.nextControl();
     if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`probe: expected welcome, got ${welcome}`);

@@ -1,7 +1,9 @@
 /**
  * A lean WebSocket client for load generation: the handshake done by hand on
  * a `net` socket, then server frames parsed straight off the socket
- * (unmasked frames with 2-, 4- or 10-byte headers). Message frames are
+ * (unmasked frames with 2-, 4- or 10-byte headers). Speaks Silk's protocol
+ * and, for the baseline, Socket.IO 4's (`42[…]` events, `2`/`3` pings).
+ * Message frames are
  * handed to a callback as a byte range of the chunk, without decoding them
  * to strings, so one process can count about a million frames a second.
  */
@@ -40,6 +42,8 @@ const enum Byte {
   m = 0x6d,
   p = 0x70,
   i = 0x69,
+  two = 0x32,
+  four = 0x34,
 }
 
 export class LeanConn {
@@ -196,9 +200,17 @@ export class LeanConn {
       const opcode = b0 & 0x0f;
       if ((b0 & 0x80) === 0) this.oddities++;
       if (opcode === 1) {
-        // Every server frame starts with {"type":" (9 bytes), so byte 9 tells the type apart.
+        // Every Silk frame starts with {"type":" (9 bytes), so byte 9 tells the type apart.
         const c9 = b[p + 9];
-        if (c9 === Byte.m) {
+        const c0 = b[p];
+        if (c0 === Byte.four && b[p + 1] === Byte.two) {
+          // Socket.IO: `42["message",…]` is an event.
+          this.messages++;
+          this.#handlers.message(this, b, p, end, at);
+        } else if (c0 === Byte.two && len === 1) {
+          // Engine.IO ping: answer pong.
+          this.sendText('3');
+        } else if (c9 === Byte.m) {
           this.messages++;
           this.#handlers.message(this, b, p, end, at);
         } else if (c9 === Byte.p && b[p + 10] === Byte.i) {
@@ -260,3 +272,17 @@ export function readNumberField(buf: Buffer, start: number, end: number, key: nu
 
 export const KEY_T = 0x74; // 't'
 export const KEY_S = 0x73; // 's'
+
+/** Socket.IO 4: wait for the Engine.IO open packet, connect to the main namespace. */
+export async function socketioConnect(c: LeanConn): Promise<void> {
+  try {
+    const open = await c.nextControl();
+    if (!open.startsWith('0{')) throw new Error(`expected an Engine.IO open packet, got ${open.slice(0, 120)}`);
+    c.sendText('40');
+    const joined = await c.nextControl();
+    if (!joined.startsWith('40')) throw new Error(`namespace connect failed: ${joined.slice(0, 120)}`);
+  } catch (err) {
+    c.destroy();
+    throw err;
+  }
+}

@@ -8,7 +8,7 @@ import { startChild, type Child } from './proc.js';
 import { script } from './scenario.js';
 import type { SystemMode } from '../fanout/clients.js';
 
-export type SystemName = 'silk' | 'ws-coalesce' | 'ws';
+export type SystemName = 'silk' | 'ws-coalesce' | 'ws' | 'socketio';
 
 export interface SystemSpec {
   readonly name: SystemName;
@@ -53,6 +53,19 @@ export const SYSTEMS: Record<SystemName, SystemSpec> = {
     publishHeaders: {},
     start: (cpu, execArgv) =>
       startChild(script('baseline/ws-broadcast.js'), [], { name: 'ws', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
+  },
+  socketio: {
+    name: 'socketio',
+    label: 'Socket.IO 4',
+    mode: 'socketio',
+    publishPath: '/publish',
+    publishHeaders: {},
+    start: (cpu, execArgv) =>
+      startChild(script('baseline/socketio-server.js'), [], {
+        name: 'socketio',
+        ...(cpu !== undefined ? { cpu } : {}),
+        ...(execArgv ? { execArgv } : {}),
+      }),
   },
 };
 

@@ -1,0 +1,175 @@
+/**
+ * Idle connections and connection setup: open `--connections` (19,000)
+ * WebSocket connections to one server as fast as it accepts them (a
+ * reconnect storm), then hold them idle. For Silk every connection is
+ * authenticated with a token, subscribed to a channel, on the heartbeat
+ * wheel and in presence, as in production.
+ *
+ * Reports connections opened per second (tokens are signed before the
+ * clock starts, so the figure is the server's), server RSS per connection
+ * (RSS after the connections settle less RSS before, over the connections)
+ * and the server's event-loop delay and longest GC pause while connecting.
+ */
+import { parseArgs } from 'node:util';
+import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
+import { canPin, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
+import { machine, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import type { ServerStats } from '../lib/server-probe.js';
+import { fmtSpread, si, spread, table } from '../lib/stats.js';
+import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
+import type { ClientResults, ConnectArgs, ConnectResult } from '../fanout/clients.js';
+
+const CLIENT_PROCESSES = 4;
+
+export interface IdleRun {
+  readonly system: string;
+  readonly repeat: number;
+  readonly connected: number;
+  readonly connectsPerSecond: number;
+  readonly rssBeforeMiB: number;
+  readonly rssAfterMiB: number;
+  readonly bytesPerConnection: number;
+  readonly heapBytesPerConnection: number;
+  readonly server: ServerStats | undefined;
+  readonly notes: string[];
+}
+
+interface Options {
+  readonly connections: number;
+  readonly systems: SystemSpec[];
+  readonly repeats: number;
+  readonly settle: number;
+}
+
+async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<IdleRun> {
+  const pin = canPin();
+  const notes: string[] = [];
+  const { child: server, port } = await startSystem(spec, pin ? 0 : undefined);
+  const clients: Child[] = [];
+  try {
+    await sleep(1000);
+    const before = await server.call<ServerStats>('stats');
+    const rssBefore = rssBytes(server.pid) ?? NaN;
+    const per = Math.ceil(o.connections / CLIENT_PROCESSES);
+    for (let i = 0; i < CLIENT_PROCESSES; i++) clients.push(startChild(script('fanout/clients.js'), [], { name: `clients-${i}`, ...(pin ? { cpu: 1 } : {}) }));
+    await server.call('reset');
+    const results = await Promise.all(
+      clients.map((c, i) => {
+        const args: ConnectArgs = {
+          host: '127.0.0.1',
+          port,
+          mode: spec.mode,
+          count: Math.min(per, o.connections - i * per),
+          firstIndex: i * per,
+          concurrency: 64,
+          app: BENCH_APP.id,
+          secret: BENCH_APP.secret,
+          channel: BENCH_CHANNEL,
+          sampleEvery: 1,
+        };
+        return c.call<ConnectResult>('connect', args as unknown as Record<string, unknown>, 300_000);
+      }),
+    );
+    const stats = await server.call<ServerStats>('stats').catch(() => undefined);
+    const connected = results.reduce((s, r) => s + r.opened, 0);
+    if (connected < o.connections) notes.push(`${connected} of ${o.connections} connected: ${results.flatMap((r) => r.errors).join('; ')}`);
+    // The processes connect side by side: the slowest one's time is the storm's.
+    const seconds = Math.max(...results.map((r) => r.ms)) / 1000;
+    await sleep(o.settle * 1000);
+    const rssAfter = rssBytes(server.pid) ?? NaN;
+    const after = await server.call<ServerStats>('stats').catch(() => undefined);
+    const open = (await Promise.all(clients.map((c) => c.call<ClientResults>('results')))).reduce((s, r) => s + r.open, 0);
+    if (open < connected) notes.push(`${connected - open} connections closed while idle`);
+    return {
+      system: spec.name,
+      repeat,
+      connected,
+      connectsPerSecond: connected / seconds,
+      rssBeforeMiB: rssBefore / 2 ** 20,
+      rssAfterMiB: rssAfter / 2 ** 20,
+      bytesPerConnection: (rssAfter - rssBefore) / connected,
+      heapBytesPerConnection: after === undefined ? NaN : (after.memory.heapUsed - before.memory.heapUsed) / connected,
+      server: stats,
+      notes,
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.call('close').catch(() => undefined)));
+    await Promise.all([server.stop(), ...clients.map((c) => c.stop())]);
+  }
+}
+
+export function idleTable(runs: readonly IdleRun[]): string {
+  const systems = [...new Set(runs.map((r) => r.system))];
+  const ws = spread(runs.filter((r) => r.system === 'ws').map((r) => r.bytesPerConnection));
+  const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
+  const kb = (x: number): string => (x / 1024).toFixed(1);
+  return table(
+    ['system', 'connections', 'connects/s', 'KB RSS/conn', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
+    systems.map((s) => {
+      const rs = runs.filter((r) => r.system === s);
+      const b = spread(rs.map((r) => r.bytesPerConnection));
+      return [
+        s,
+        String(Math.min(...rs.map((r) => r.connected))),
+        fmtSpread(spread(rs.map((r) => r.connectsPerSecond))),
+        fmtSpread(b, kb),
+        ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
+        fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
+        fmtSpread(spread(rs.map((r) => r.rssAfterMiB)), (x) => x.toFixed(0)),
+        fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
+        fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+      ];
+    }),
+  );
+}
+
+export const idle: Scenario = {
+  name: 'idle',
+  summary: 'connection storm then idle: connects/s and server memory per connection, Silk beside raw ws and Socket.IO',
+  usage: 'idle [--connections 19000] [--systems silk,ws,socketio] [--repeats 2] [--settle 5] [--quick] [--out FILE]',
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        connections: { type: 'string', default: '19000' },
+        systems: { type: 'string', default: 'silk,ws,socketio' },
+        repeats: { type: 'string', default: '2' },
+        settle: { type: 'string', default: '5' },
+        quick: { type: 'boolean', default: false },
+        out: { type: 'string' },
+      },
+      strict: true,
+    });
+    const quick = values.quick;
+    const o: Options = {
+      connections: Number(values.connections),
+      systems: parseSystems(values.systems),
+      repeats: quick ? 1 : Number(values.repeats),
+      settle: quick ? 2 : Number(values.settle),
+    };
+    if (o.connections > 19_500) throw new Error('at most 19,500 connections: the server holds them in one process (file limit 20,000)');
+    if (canPin()) pinPid(process.pid, 1);
+    const runs: IdleRun[] = [];
+    try {
+      for (let r = 0; r < o.repeats; r++) {
+        for (const spec of o.systems) {
+          process.stderr.write(`idle: ${spec.name}, ${o.connections} connections, run ${r + 1}/${o.repeats}\n`);
+          const run = await oneRun(spec, r, o);
+          runs.push(run);
+          process.stderr.write(
+            `  ${si(run.connectsPerSecond)} connects/s, ${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn` +
+              (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
+              '\n',
+          );
+        }
+      }
+    } finally {
+      await stopAll();
+    }
+    const m = machine(canPin());
+    const file = writeResult('idle', { scenario: 'idle', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
+    process.stdout.write(`\nidle connections on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
+    process.stdout.write(idleTable(runs) + '\n\n');
+    process.stdout.write(`results: ${file}\n`);
+  },
+};
