@@ -7,11 +7,12 @@ import { cluster } from './cluster/scenario.js';
 import { durable } from './durable/scenario.js';
 import { fanout } from './fanout/scenario.js';
 import { idle } from './idle/scenario.js';
+import { micro } from './micro/scenario.js';
 import { scale } from './scale/scenario.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout, idle, durable, cluster, scale];
+const SCENARIOS: readonly Scenario[] = [fanout, idle, durable, cluster, scale, micro];
 
 function help(): string {
   return (

@@ -6,13 +6,16 @@
  * wheel and in presence, as in production.
  *
  * Reports connections opened per second (tokens are signed before the
- * clock starts, so the figure is the server's), server RSS per connection
+ * clock starts) and the server's CPU time per connection: on loopback the
+ * load generator pays for both ends of every TCP handshake in the kernel,
+ * so on a small machine the storm rate is the generator's, and the server's
+ * capacity is one CPU-second over its CPU per connection. Also server RSS per connection
  * (RSS after the connections settle less RSS before, over the connections)
  * and the server's event-loop delay and longest GC pause while connecting.
  */
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
-import { canPin, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
+import { canPin, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
 import { machine, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, si, spread, table } from '../lib/stats.js';
@@ -26,6 +29,8 @@ export interface IdleRun {
   readonly repeat: number;
   readonly connected: number;
   readonly connectsPerSecond: number;
+  /** Server CPU (user + system) per connection opened, µs: the server's own cost of a connection. */
+  readonly serverCpuMicros: number;
   readonly rssBeforeMiB: number;
   readonly rssAfterMiB: number;
   readonly bytesPerConnection: number;
@@ -53,6 +58,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
     const per = Math.ceil(o.connections / CLIENT_PROCESSES);
     for (let i = 0; i < CLIENT_PROCESSES; i++) clients.push(startChild(script('fanout/clients.js'), [], { name: `clients-${i}`, ...(pin ? { cpu: 1 } : {}) }));
     await server.call('reset');
+    const cpuA = cpuTime(server.pid);
     const results = await Promise.all(
       clients.map((c, i) => {
         const args: ConnectArgs = {
@@ -70,6 +76,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
         return c.call<ConnectResult>('connect', args as unknown as Record<string, unknown>, 300_000);
       }),
     );
+    const cpuB = cpuTime(server.pid);
     const stats = await server.call<ServerStats>('stats').catch(() => undefined);
     const connected = results.reduce((s, r) => s + r.opened, 0);
     if (connected < o.connections) notes.push(`${connected} of ${o.connections} connected: ${results.flatMap((r) => r.errors).join('; ')}`);
@@ -85,6 +92,8 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       repeat,
       connected,
       connectsPerSecond: connected / seconds,
+      serverCpuMicros:
+        cpuA === undefined || cpuB === undefined ? NaN : ((cpuB.user + cpuB.system - cpuA.user - cpuA.system) * 1e6) / connected,
       rssBeforeMiB: rssBefore / 2 ** 20,
       rssAfterMiB: rssAfter / 2 ** 20,
       bytesPerConnection: (rssAfter - rssBefore) / connected,
@@ -104,7 +113,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
   const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
   const kb = (x: number): string => (x / 1024).toFixed(1);
   return table(
-    ['system', 'connections', 'connects/s', 'KB RSS/conn', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
+    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', 'KB RSS/conn', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
     systems.map((s) => {
       const rs = runs.filter((r) => r.system === s);
       const b = spread(rs.map((r) => r.bytesPerConnection));
@@ -112,6 +121,8 @@ export function idleTable(runs: readonly IdleRun[]): string {
         s,
         String(Math.min(...rs.map((r) => r.connected))),
         fmtSpread(spread(rs.map((r) => r.connectsPerSecond))),
+        fmtSpread(spread(rs.map((r) => r.serverCpuMicros)), (x) => x.toFixed(0)),
+        fmtSpread(spread(rs.map((r) => 1e6 / r.serverCpuMicros))),
         fmtSpread(b, kb),
         ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
         fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
