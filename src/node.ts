@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { HttpApi, type DevTokens, type StaticFile } from './api/http-api.js';
-import { importVerifyKey, signToken } from './auth/tokens.js';
+import { signToken, verifyKey } from './auth/tokens.js';
 import type { AppConfig, Config } from './config.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
@@ -105,7 +105,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   }
   const id = randomBytes(4).toString('hex');
   const byId = new Map(apps.map((a) => [a.id, a]));
-  const keys = new Map(await Promise.all(apps.map(async (a) => [a.id, await importVerifyKey(a.secret)] as const)));
+  const keys = new Map(apps.map((a) => [a.id, verifyKey(a.secret)]));
   const appIds = apps.map((a) => a.id);
   const started = new Date().toISOString();
   const hasGateway = config.roles.includes('gateway');

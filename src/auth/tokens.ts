@@ -4,10 +4,8 @@
  * Claims: `app` (app id), `sub` (user id), `exp` (required), optional
  * `channels` (patterns the connection may subscribe to, see core/channels).
  */
-import type { webcrypto } from 'node:crypto';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decodeJwt, errors, jwtVerify, SignJWT } from 'jose';
-
-type CryptoKey = webcrypto.CryptoKey;
 import { SilkError } from '../core/errors.js';
 import { isValidUser } from '../core/users.js';
 
@@ -25,8 +23,8 @@ export interface Grant {
 export const MAX_CHANNEL_PATTERNS = 256;
 const MAX_TOKEN_LENGTH = 8192;
 
-/** An app's HS256 key: raw bytes, or (faster to verify with) an imported HMAC key. */
-export type VerifyKey = Uint8Array | CryptoKey;
+/** An app's HS256 key: raw bytes, or (faster to verify with) a key object made once. */
+export type VerifyKey = Uint8Array | KeyObject;
 
 /** Looks up an app's signing key; undefined for unknown apps. */
 export type KeyLookup = (app: string) => VerifyKey | undefined;
@@ -37,12 +35,11 @@ export function secretKey(secret: string): Uint8Array {
 }
 
 /**
- * Import an app secret once as an HMAC-SHA-256 verification key. jose
- * imports raw bytes again on every verification; a key imported up front
- * halves the CPU of a verification (about 170 µs to 90 µs here).
+ * An app secret as a key object, made once: jose turns raw bytes into one
+ * on every verification, which doubles its cost (31 µs to 15 µs here).
  */
-export function importVerifyKey(secret: string): Promise<CryptoKey> {
-  return globalThis.crypto.subtle.importKey('raw', secretKey(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+export function verifyKey(secret: string): KeyObject {
+  return createSecretKey(secretKey(secret));
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { importVerifyKey, secretKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
+import { secretKey, verifyKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
 import { SilkError } from '../../src/core/errors.js';
 
 const KEY = secretKey('s3cret-for-the-cache-test');
@@ -60,8 +60,8 @@ test('refused tokens are never cached, and the cache stays within its bound', as
   assert.equal((await cache.verify(tokens[4], keyOf)).user, 'u5');
 });
 
-test('an imported verification key accepts the app’s tokens and refuses others', async () => {
-  const key = await importVerifyKey('s3cret-for-the-cache-test');
+test('a verification key object accepts the app’s tokens and refuses others', async () => {
+  const key = verifyKey('s3cret-for-the-cache-test');
   const lookup: KeyLookup = (app) => (app === 'a' ? key : undefined);
   const good = await signToken({ app: 'a', user: 'u7', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
   assert.equal((await verifyToken(good, lookup)).user, 'u7');
