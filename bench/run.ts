@@ -9,15 +9,16 @@ import { fanout } from './fanout/scenario.js';
 import { idle } from './idle/scenario.js';
 import { micro } from './micro/scenario.js';
 import { scale } from './scale/scenario.js';
+import { unicast } from './unicast/scenario.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout, idle, durable, cluster, scale, micro];
+const SCENARIOS: readonly Scenario[] = [fanout, unicast, idle, durable, cluster, scale, micro];
 
 function help(): string {
   return (
     'usage: npm run bench -- [scenario] [options]   (no scenario: all of them)\n\n' +
-    SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}\n    ${s.usage}`).join('\n\n') +
+    SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}${s.heavy === true ? ' (not in a whole-suite --quick run)' : ''}\n    ${s.usage}`).join('\n\n') +
     '\n'
   );
 }
@@ -32,7 +33,14 @@ async function main(argv: string[]): Promise<void> {
     throw new Error(`unknown scenario ${argv[0]}\n${help()}`);
   }
   if (named !== undefined) return named.run(argv.slice(1));
-  for (const s of SCENARIOS) await s.run(argv.includes('--quick') ? ['--quick'] : []);
+  const quick = argv.includes('--quick');
+  for (const s of SCENARIOS) {
+    if (quick && s.heavy === true) {
+      process.stderr.write(`bench: --quick leaves out ${s.name} (run it by name)\n`);
+      continue;
+    }
+    await s.run(quick ? ['--quick'] : []);
+  }
 }
 
 const stop = (): void => {

@@ -154,6 +154,7 @@ export function clusterTable(runs: readonly ClusterRun[]): string {
 
 export const cluster: Scenario = {
   name: 'cluster',
+  heavy: true,
   summary: 'three nodes on Redis beside one node: cross-node fan-out and unicast throughput and latency',
   usage: 'cluster [--connections 3000] [--seconds 6] [--warmup 2] [--repeats 2] [--batch 50] [--quick] [--out FILE]',
   async run(argv) {

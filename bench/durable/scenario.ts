@@ -140,7 +140,7 @@ export const durable: Scenario = {
     const o: Options = {
       users: Number(values.users),
       batch: Number(values.batch),
-      seconds: quick ? 3 : Number(values.seconds),
+      seconds: quick ? 2 : Number(values.seconds),
       warmup: quick ? 1 : Number(values.warmup),
       repeats: quick ? 1 : Number(values.repeats),
     };

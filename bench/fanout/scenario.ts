@@ -20,6 +20,8 @@ const PER_CLIENT_PROCESS = 5000;
 
 export interface FanoutRun {
   readonly system: string;
+  /** Messages/s the publisher was paced at; absent for saturation runs. */
+  readonly pacedRate?: number;
   readonly subscribers: number;
   readonly repeat: number;
   readonly deliveriesPerSecond: number;
@@ -42,9 +44,11 @@ interface Options {
   readonly repeats: number;
   readonly window: number;
   readonly inflight: number;
+  /** Sizes that also get a latency run at half of Silk's maximum rate. */
+  readonly pacedSizes: number[];
 }
 
-async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options): Promise<FanoutRun> {
+async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options, pacedRate?: number): Promise<FanoutRun> {
   const pin = canPin();
   const notes: string[] = [];
   const { child: server, port } = await startSystem(spec, pin ? 0 : undefined);
@@ -91,15 +95,15 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
     const t1 = t0 + o.seconds * 1000;
     await Promise.all(clients.map((c) => c.call('window', { t0, t1 })));
     const run: RunArgs = {
-      kind: 'saturate',
+      kind: pacedRate === undefined ? 'saturate' : 'paced',
       host: '127.0.0.1',
       port,
       path: spec.publishPath,
       headers: spec.publishHeaders,
       channel: BENCH_CHANNEL,
       inflight: o.inflight,
-      window: o.window,
-      rate: 0,
+      window: pacedRate === undefined ? o.window : 0,
+      rate: pacedRate ?? 0,
       startAt,
       t0,
       t1,
@@ -120,6 +124,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
     if (drained.probeReceived < drained.accepted) notes.push(`probe got ${drained.probeReceived} of ${drained.accepted} accepted messages`);
     if (pub.failed > 0) notes.push(`${pub.failed} publishes failed: ${JSON.stringify(pub.statuses)} ${pub.errors.join('; ')}`);
     if (pub.stalls > 0) notes.push(`${pub.stalls} window stalls`);
+    if (pacedRate !== undefined && pub.late > pub.sent / 100) notes.push(`${pub.late} publishes left over 5 ms late`);
 
     // The clients may still be reading what the server already wrote: give them a bounded time.
     let all: ClientResults[] = [];
@@ -147,6 +152,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
     const clientCpu = clientCpuA.reduce((s, a, i) => s + cpuPercent(a, clientCpuB[i], seconds).total, 0);
     return {
       system: spec.name,
+      ...(pacedRate !== undefined ? { pacedRate } : {}),
       subscribers,
       repeat,
       deliveriesPerSecond: inWindow / seconds,
@@ -168,7 +174,8 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
 }
 
 /** The summary table: one row per system and size, medians with min–max. */
-export function fanoutTable(runs: readonly FanoutRun[]): string {
+export function fanoutTable(all: readonly FanoutRun[]): string {
+  const runs = all.filter((r) => r.pacedRate === undefined);
   const rows: string[][] = [];
   const sizes = [...new Set(runs.map((r) => r.subscribers))];
   const systems = [...new Set(runs.map((r) => r.system))];
@@ -200,17 +207,43 @@ export function fanoutTable(runs: readonly FanoutRun[]): string {
   );
 }
 
+/** Latency at a paced rate (half of Silk's maximum), one row per system and size. */
+export function pacedTable(all: readonly FanoutRun[]): string {
+  const runs = all.filter((r) => r.pacedRate !== undefined);
+  const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
+  const rows: string[][] = [];
+  for (const n of [...new Set(runs.map((r) => r.subscribers))]) {
+    for (const s of [...new Set(runs.map((r) => r.system))]) {
+      const rs = runs.filter((r) => r.subscribers === n && r.system === s);
+      if (rs.length === 0) continue;
+      rows.push([
+        String(n),
+        s,
+        si(rs[0]!.pacedRate!),
+        fmtSpread(spread(rs.map((r) => r.deliveriesPerSecond))),
+        fmtSpread(spread(rs.map((r) => r.latencyMs.p50)), ms),
+        fmtSpread(spread(rs.map((r) => r.latencyMs.p99)), ms),
+        fmtSpread(spread(rs.map((r) => r.latencyMs.max)), ms),
+        fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
+        fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+      ]);
+    }
+  }
+  return table(['subs', 'system', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms'], rows);
+}
+
 export const fanout: Scenario = {
   name: 'fanout',
   summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws',
-  usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws] [--seconds 8] [--warmup 2]
-       [--repeats 3] [--window 200] [--inflight 16] [--quick] [--out FILE]`,
+  usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws,socketio] [--seconds 8] [--warmup 2]
+       [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000] [--quick] [--out FILE]`,
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
       options: {
         sizes: { type: 'string', default: '1000,10000' },
-        systems: { type: 'string', default: 'silk,ws-coalesce,ws' },
+        systems: { type: 'string', default: 'silk,ws-coalesce,ws,socketio' },
+        'paced-sizes': { type: 'string', default: '1000' },
         seconds: { type: 'string', default: '8' },
         warmup: { type: 'string', default: '2' },
         repeats: { type: 'string', default: '3' },
@@ -223,17 +256,26 @@ export const fanout: Scenario = {
     });
     const quick = values.quick;
     const o: Options = {
-      sizes: values.sizes.split(',').map(Number),
+      // --quick: 1,000 subscribers unless sizes are given.
+      sizes: quick && !argv.includes('--sizes') ? [1000] : values.sizes.split(',').map(Number),
       systems: parseSystems(values.systems),
-      seconds: quick ? 3 : Number(values.seconds),
+      seconds: quick ? 2 : Number(values.seconds),
       warmup: quick ? 1 : Number(values.warmup),
       repeats: quick ? 1 : Number(values.repeats),
       window: Number(values.window),
       inflight: Number(values.inflight),
+      pacedSizes: values['paced-sizes'] === '' ? [] : values['paced-sizes'].split(',').map(Number),
     };
     // The runner itself shares the client CPU.
     if (canPin()) pinPid(process.pid, 1);
     const runs: FanoutRun[] = [];
+    const report = (run: FanoutRun): void => {
+      process.stderr.write(
+        `  ${si(run.deliveriesPerSecond)} deliveries/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, server CPU ${run.serverCpu.total.toFixed(0)}%, clients CPU ${run.clientCpu.toFixed(0)}%` +
+          (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
+          '\n',
+      );
+    };
     try {
       for (const n of o.sizes) {
         for (let r = 0; r < o.repeats; r++) {
@@ -242,11 +284,18 @@ export const fanout: Scenario = {
             process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, run ${r + 1}/${o.repeats}\n`);
             const run = await oneRun(spec, n, r, o);
             runs.push(run);
-            process.stderr.write(
-              `  ${si(run.deliveriesPerSecond)} deliveries/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, server CPU ${run.serverCpu.total.toFixed(0)}%, clients CPU ${run.clientCpu.toFixed(0)}%` +
-                (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
-                '\n',
-            );
+            report(run);
+          }
+        }
+        const silk = spread(runs.filter((r) => r.subscribers === n && r.system === 'silk' && r.pacedRate === undefined).map((r) => r.messagesPerSecond));
+        if (!o.pacedSizes.includes(n) || silk.n === 0) continue;
+        const rate = Math.round(silk.median / 2);
+        for (let r = 0; r < o.repeats; r++) {
+          for (const spec of o.systems) {
+            process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, paced at ${si(rate)} messages/s, run ${r + 1}/${o.repeats}\n`);
+            const run = await oneRun(spec, n, r, o, rate);
+            runs.push(run);
+            report(run);
           }
         }
       }
@@ -257,6 +306,9 @@ export const fanout: Scenario = {
     const file = writeResult('fanout', { scenario: 'fanout', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
     process.stdout.write(`\nfan-out on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(fanoutTable(runs) + '\n\n');
+    if (runs.some((r) => r.pacedRate !== undefined)) {
+      process.stdout.write(`latency at half of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
+    }
     process.stdout.write(`results: ${file}\n`);
   },
 };

@@ -153,7 +153,7 @@ export const idle: Scenario = {
     });
     const quick = values.quick;
     const o: Options = {
-      connections: Number(values.connections),
+      connections: quick && !argv.includes('--connections') ? 5000 : Number(values.connections),
       systems: parseSystems(values.systems),
       repeats: quick ? 1 : Number(values.repeats),
       settle: quick ? 2 : Number(values.settle),

@@ -15,6 +15,8 @@ export interface Scenario {
   readonly summary: string;
   /** The options, for `run.js <name> --help`. */
   readonly usage: string;
+  /** Left out of a whole-suite `--quick` run (it cannot be quick); still runs when named. */
+  readonly heavy?: boolean;
   run(argv: string[]): Promise<void>;
 }
 

@@ -134,6 +134,7 @@ async function run(o: Options): Promise<ScaleRun> {
 
 export const scale: Scenario = {
   name: 'scale',
+  heavy: true,
   summary: '100,000 connections over several Silk nodes on Redis: connect rate, memory per connection, broadcast time',
   usage: 'scale [--connections 100000] [--nodes 6] [--broadcasts 3] [--quick] [--out FILE]',
   async run(argv) {
