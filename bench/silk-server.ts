@@ -44,5 +44,5 @@ const config = validateConfig({
 });
 process.on('exit', () => rmSync(config.dataDir, { recursive: true, force: true }));
 const node = await startNode(config, { logger: pino({ level: config.logLevel }, pino.destination(2)) });
-instrumentServer(() => ({}));
+instrumentServer(() => ({ ...node.written }));
 announce({ system: 'silk', port: node.port, pid: process.pid });

@@ -19,6 +19,7 @@ export class Metrics implements GatewayEvents {
   #evicted = 0;
   #storeErrors = 0;
   #busReceived = 0;
+  #written: () => { writes: number; frames: number } = () => ({ writes: 0, frames: 0 });
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
@@ -88,6 +89,13 @@ export class Metrics implements GatewayEvents {
     total('silk_inbox_evicted_total', 'Inbox messages dropped because an inbox was over its caps.', () => this.#evicted);
     total('silk_store_errors_total', 'Store operations that failed (the request got store_unavailable).', () => this.#storeErrors);
     total('silk_bus_received_total', 'Messages and signals this node received from the bus (its own share included).', () => this.#busReceived);
+    total('silk_socket_writes_total', 'Writes to client sockets (each carries one or more frames).', () => this.#written().writes);
+    total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#written().frames);
+  }
+
+  /** Where the socket write counts come from (the gateway, on nodes with one). */
+  countWrites(read: () => { writes: number; frames: number }): void {
+    this.#written = read;
   }
 
   /** A durable message was stored, dropping `evicted` older ones from full inboxes. */

@@ -88,6 +88,8 @@ export interface SilkNode {
   /** Set when the node runs on the `default` app from the data dir. */
   readonly defaultApp: DefaultApp | undefined;
   readonly state: NodeState;
+  /** Socket writes to clients so far and the frames they carried (zeros without a gateway). */
+  readonly written: { readonly writes: number; readonly frames: number };
   /** Refuse new connections, close open ones with "going away", then stop (within `drainSeconds`). */
   drain(): Promise<void>;
   /** Stop at once, cutting connections. */
@@ -152,6 +154,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       logger,
       events: metrics,
     });
+    const g = gateway;
+    metrics.countWrites(() => g.written);
   }
   let state: NodeState = 'running';
   const dev = hasApi ? devTokens(config, apps, defaultApp !== undefined) : undefined;
@@ -246,6 +250,9 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     defaultApp,
     get state() {
       return state;
+    },
+    get written() {
+      return gateway?.written ?? { writes: 0, frames: 0 };
     },
     async drain() {
       if (state !== 'running') return;

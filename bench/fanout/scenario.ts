@@ -173,6 +173,12 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
   }
 }
 
+/** Frames per socket write in the measure window (Silk reports its writes; NaN for the others). */
+function framesPerWrite(r: FanoutRun): number {
+  const x = r.server?.extra;
+  return x?.['writes'] ? (x['frames'] ?? NaN) / x['writes'] : NaN;
+}
+
 /** The summary table: one row per system and size, medians with min–max. */
 export function fanoutTable(all: readonly FanoutRun[]): string {
   const runs = all.filter((r) => r.pacedRate === undefined);
@@ -197,12 +203,13 @@ export function fanoutTable(all: readonly FanoutRun[]): string {
         fmtSpread(spread(rs.map((r) => r.serverRssMiB)), (x) => x.toFixed(0)),
         fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
         fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+        fmtSpread(spread(rs.map(framesPerWrite)), (x) => x.toFixed(1)),
         rs.every((r) => r.complete) ? 'yes' : 'NO',
       ]);
     }
   }
   return table(
-    ['subs', 'system', 'deliveries/s', 'silk ÷', 'p50 ms', 'p99 ms', 'server CPU', 'RSS MiB', 'loop p99 ms', 'GC max ms', 'complete'],
+    ['subs', 'system', 'deliveries/s', 'silk ÷', 'p50 ms', 'p99 ms', 'server CPU', 'RSS MiB', 'loop p99 ms', 'GC max ms', 'frames/write', 'complete'],
     rows,
   );
 }
@@ -226,10 +233,11 @@ export function pacedTable(all: readonly FanoutRun[]): string {
         fmtSpread(spread(rs.map((r) => r.latencyMs.max)), ms),
         fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
         fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+        fmtSpread(spread(rs.map(framesPerWrite)), (x) => x.toFixed(1)),
       ]);
     }
   }
-  return table(['subs', 'system', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms'], rows);
+  return table(['subs', 'system', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms', 'frames/write'], rows);
 }
 
 export const fanout: Scenario = {

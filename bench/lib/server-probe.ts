@@ -25,6 +25,7 @@ export interface ServerStats {
 export function instrumentServer(extra: () => Record<string, number>, more: Record<string, Handler> = {}): void {
   if (process.send === undefined) return;
   const loop = monitorEventLoopDelay({ resolution: 10 });
+  let base: Record<string, number> = {};
   loop.enable();
   let gcCount = 0;
   let gcTotal = 0;
@@ -40,6 +41,7 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
   serveParent({
     ...more,
     reset: () => {
+      base = extra();
       loop.reset();
       gcCount = 0;
       gcTotal = 0;
@@ -54,7 +56,8 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
       },
       gc: { count: gcCount, totalMs: gcTotal, maxMs: gcMax },
       memory: process.memoryUsage(),
-      extra: extra(),
+      // Counters as differences since `reset`.
+      extra: Object.fromEntries(Object.entries(extra()).map(([k, v]) => [k, k === 'connections' ? v : v - (base[k] ?? 0)])),
     }),
   });
 }

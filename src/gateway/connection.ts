@@ -18,8 +18,15 @@ import type { Flushable } from './flusher.js';
 import { wsTextFrame } from './frame.js';
 
 /** What a connection needs from its gateway; one object shared by all connections. */
+/** Socket writes made and message frames they carried (frames ÷ writes is the coalescing). */
+export interface WriteCounts {
+  writes: number;
+  frames: number;
+}
+
 export interface ConnectionContext {
   readonly maxOutboundBytes: number;
+  readonly written: WriteCounts;
   /** Put a connection on the next flush. */
   mark(c: WsConnection): void;
   /** End a connection whose outbound queue is over the limit. */
@@ -145,6 +152,9 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     }
     // One write per tick: a single frame as is, several joined into one buffer.
     this.sock!.write(q.length === 1 ? q[0]! : Buffer.concat(q, bytes));
+    const w = this.ctx!.written;
+    w.writes++;
+    w.frames += q.length;
     q.length = 0;
   }
 

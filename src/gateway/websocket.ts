@@ -13,7 +13,7 @@ import type { Hub } from '../core/hub.js';
 import type { Bus } from '../core/ports.js';
 import type { InboxSelector, Store } from '../core/store.js';
 import { Catchups } from './catchup.js';
-import { WsConnection, type ConnectionContext } from './connection.js';
+import { WsConnection, type ConnectionContext, type WriteCounts } from './connection.js';
 import { Flusher } from './flusher.js';
 import { HeartbeatWheel } from './heartbeat.js';
 import {
@@ -92,6 +92,7 @@ function gatewayOf(ws: WebSocket): WebSocketGateway {
 class GatewayContext implements ConnectionContext {
   readonly gateway: WebSocketGateway;
   readonly maxOutboundBytes: number;
+  readonly written: WriteCounts = { writes: 0, frames: 0 };
   readonly #flusher: Flusher;
 
   constructor(gateway: WebSocketGateway, flusher: Flusher, maxOutboundBytes: number) {
@@ -151,6 +152,11 @@ export class WebSocketGateway {
   /** Open connections on this node. */
   get size(): number {
     return this.#all.size;
+  }
+
+  /** Socket writes so far and the frames they carried. */
+  get written(): Readonly<WriteCounts> {
+    return this.#ctx.written;
   }
 
   /** Handle an HTTP upgrade request for {@link CONNECT_PATH}. */

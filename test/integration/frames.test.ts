@@ -191,6 +191,25 @@ describe('frames', () => {
     assert.equal(sample(text, 'silk_disconnects_total{reason="payload_too_large"}'), 1);
     assert.ok(sample(text, 'silk_disconnects_total{reason="client"}') >= 1, 'client');
   });
+
+  test('metrics - socket writes and the frames they carried are counted', async () => {
+    const read = async (): Promise<{ writes: number; frames: number }> => {
+      const text = (await t.api('GET', '/metrics')).body as string;
+      return { writes: sample(text, 'silk_socket_writes_total'), frames: sample(text, 'silk_frames_written_total') };
+    };
+    const c = await t.connect('metrics-user', { channels: ['metrics'] });
+    assert.equal((await c.subscribe('metrics')).type, 'reply');
+    const before = await read();
+    // Published in one burst, so several frames share a write.
+    const sent = await Promise.all(Array.from({ length: 20 }, (_, i) => t.publish({ to: { channels: ['metrics'] }, data: i })));
+    const last = sent[sent.length - 1]!.body.id;
+    await c.next((f) => f.id === last);
+    const after = await read();
+    assert.ok(after.frames - before.frames >= 20, `frames ${before.frames} -> ${after.frames}`);
+    assert.ok(after.writes > before.writes, 'writes counted');
+    assert.ok(after.writes - before.writes <= after.frames - before.frames, 'never more writes than frames');
+    await c.close();
+  });
 });
 
 describe('frames connection limit', () => {
