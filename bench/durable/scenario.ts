@@ -9,7 +9,8 @@
 import { parseArgs } from 'node:util';
 import { now } from '../lib/lean-ws.js';
 import { canPin, cpuPercent, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { machine, script, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
+import { machine, ROOT, script, writeResult, type Scenario } from '../lib/scenario.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { SYSTEMS, startSystem } from '../lib/systems.js';
 import { BENCH_CHANNEL } from '../lib/bench-app.js';
@@ -172,6 +173,20 @@ export const durable: Scenario = {
     const file = writeResult('durable', { scenario: 'durable', machine: m, options: o, runs }, values.out);
     process.stdout.write(`\ndurable publish on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${o.users} offline users\n\n`);
     process.stdout.write(durableTable(runs) + '\n\n');
-    process.stdout.write(`results: ${file}\n`);
+    const groups = [1, o.batch].map((b) => ({ label: b === 1 ? 'one message per request' : `${b} messages per request`, match: (r: DurableRun) => r.batch === b }));
+    const charts = await renderCharts([
+      {
+        file: `${ROOT}/${CHARTS_DIR}/durable-throughput.png`,
+        chart: {
+          title: 'Publish through the HTTP API: messages answered per second',
+          subtitle: `durable: stored in SQLite (group commit) before 202; ${o.users.toLocaleString('en')} offline users; ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`,
+          unit: 'messages/s',
+          log: true,
+          groups: groups.map((g) => g.label),
+          series: seriesOf(runs, ['ephemeral', 'durable'], groups, (r) => (r.durable ? 'durable' : 'ephemeral'), (r) => r.messagesPerSecond),
+        },
+      },
+    ]);
+    process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

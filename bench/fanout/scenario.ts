@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
 import { canPin, cpuPercent, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { machine, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
+import { machine, ROOT, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
@@ -317,6 +318,36 @@ export const fanout: Scenario = {
     if (runs.some((r) => r.pacedRate !== undefined)) {
       process.stdout.write(`latency at half of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
     }
-    process.stdout.write(`results: ${file}\n`);
+    const where = `${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`;
+    const systems = o.systems.map((s) => s.name);
+    const sat = runs.filter((r) => r.pacedRate === undefined);
+    const groups = o.sizes.map((n) => ({ label: `${n.toLocaleString('en')} subscribers`, match: (r: FanoutRun) => r.subscribers === n }));
+    const charts = await renderCharts([
+      {
+        file: `${ROOT}/${CHARTS_DIR}/fanout-throughput.png`,
+        chart: { title: 'Channel fan-out: deliveries per second (log scale)', subtitle: where, unit: 'deliveries/s', log: true, groups: groups.map((g) => g.label), series: seriesOf(sat, systems, groups, (r) => r.system, (r) => r.deliveriesPerSecond) },
+      },
+      {
+        file: `${ROOT}/${CHARTS_DIR}/fanout-latency.png`,
+        chart: {
+          title: 'Channel fan-out: p99 end-to-end latency, ms (log scale; lower is better)',
+          subtitle: `at saturation, and paced at half of Silk's maximum rate; ${where}`,
+          unit: 'ms',
+          log: true,
+          groups: [...groups.map((g) => `${g.label}, saturated`), ...o.pacedSizes.filter((n) => o.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`)],
+          series: seriesOf(
+            runs,
+            systems,
+            [
+              ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined })),
+              ...o.pacedSizes.filter((n) => o.sizes.includes(n)).map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined })),
+            ],
+            (r) => r.system,
+            (r) => r.latencyMs.p99,
+          ),
+        },
+      },
+    ]);
+    process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

@@ -16,7 +16,8 @@
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
 import { canPin, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { machine, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
+import { machine, ROOT, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
@@ -181,6 +182,25 @@ export const idle: Scenario = {
     const file = writeResult('idle', { scenario: 'idle', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
     process.stdout.write(`\nidle connections on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(idleTable(runs) + '\n\n');
-    process.stdout.write(`results: ${file}\n`);
+    const where = `${o.connections.toLocaleString('en')} connections; ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`;
+    const systems = o.systems.map((s) => s.name);
+    const all = [{ label: `${o.connections.toLocaleString('en')} idle connections`, match: () => true }];
+    const charts = await renderCharts([
+      {
+        file: `${ROOT}/${CHARTS_DIR}/idle-memory.png`,
+        chart: { title: 'Server RSS per idle connection, KB (lower is better)', subtitle: where, unit: 'KB', groups: all.map((g) => g.label), series: seriesOf(runs, systems, all, (r) => r.system, (r) => r.bytesPerConnection / 1024) },
+      },
+      {
+        file: `${ROOT}/${CHARTS_DIR}/idle-connect.png`,
+        chart: {
+          title: 'Connection setup: connections per second of server CPU',
+          subtitle: where,
+          unit: 'connections/CPU-s',
+          groups: all.map((g) => g.label),
+          series: seriesOf(runs, systems, all, (r) => r.system, (r) => 1e6 / r.serverCpuMicros),
+        },
+      },
+    ]);
+    process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

@@ -248,3 +248,33 @@ export async function renderCharts(charts: { file: string; chart: BarChart }[]):
     await browser.close();
   }
 }
+
+/** Where the charts of the latest run of each scenario go (fixed names, shown by bench/README.md). */
+export const CHARTS_DIR = 'bench/charts';
+
+/**
+ * One bar per system and group from repeated runs: the median, with a
+ * min–max whisker. `value` reads a run's figure; runs whose group or system
+ * does not match are left out.
+ */
+export function seriesOf<R>(
+  runs: readonly R[],
+  systems: readonly string[],
+  groups: readonly { label: string; match: (r: R) => boolean }[],
+  systemOf: (r: R) => string,
+  value: (r: R) => number,
+): BarChart['series'] {
+  return systems.map((name) => {
+    const cells = groups.map((g) => {
+      const v = runs
+        .filter((r) => g.match(r) && systemOf(r) === name)
+        .map(value)
+        .filter((x) => Number.isFinite(x))
+        .sort((a, b) => a - b);
+      if (v.length === 0) return undefined;
+      const mid = v.length >> 1;
+      return { median: v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2, min: v[0]!, max: v[v.length - 1]! };
+    });
+    return { name, values: cells.map((c) => c?.median), min: cells.map((c) => c?.min), max: cells.map((c) => c?.max) };
+  });
+}
