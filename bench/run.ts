@@ -34,13 +34,22 @@ async function main(argv: string[]): Promise<void> {
   }
   if (named !== undefined) return named.run(argv.slice(1));
   const quick = argv.includes('--quick');
+  const failed: string[] = [];
   for (const s of SCENARIOS) {
     if (quick && s.heavy === true) {
       process.stderr.write(`bench: --quick leaves out ${s.name} (run it by name)\n`);
       continue;
     }
-    await s.run(quick ? ['--quick'] : []);
+    // One scenario failing does not lose the others.
+    try {
+      await s.run(quick ? ['--quick'] : []);
+    } catch (err) {
+      failed.push(s.name);
+      process.stderr.write(`bench: ${s.name} failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      await stopAll();
+    }
   }
+  if (failed.length > 0) throw new Error(`failed: ${failed.join(', ')}`);
 }
 
 const stop = (): void => {

@@ -171,7 +171,8 @@ async function run(a: RunArgs): Promise<RunResult> {
     for (;;) {
       if (a.kind === 'paced') {
         const at = a.startAt + (slot++ * 1000) / a.rate;
-        if (at >= a.stopAt || stopped) return;
+        // A server slower than the pace leaves the schedule behind: stop at stopAt all the same.
+        if (at >= a.stopAt || now() >= a.stopAt || stopped) return;
         await sleepUntil(at);
         if (now() - at > 5) late++;
       } else {

@@ -243,7 +243,7 @@ export class HttpApi {
         });
       case '/v1/nodes': {
         this.#only(req, res, () => undefined);
-        json(res, 200, { nodes: await this.#o.presence.nodes() });
+        json(res, 200, { nodes: await this.#presence(() => this.#o.presence.nodes()) });
         return;
       }
       case '/metrics': {
@@ -453,26 +453,37 @@ export class HttpApi {
     json(res, 200, { user, removed: r.removed, unread: r.unread });
   }
 
+  /** A presence read; when the shared store (Redis) cannot answer, `store_unavailable` (503) rather than a 500. */
+  async #presence<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      if (err instanceof SilkError) throw err;
+      this.#o.logger.warn({ err }, 'presence read failed');
+      throw new SilkError('store_unavailable', 'presence could not be read from the cluster store; retry');
+    }
+  }
+
   async #stats(res: ServerResponse, app: ApiApp): Promise<void> {
-    json(res, 200, { app: app.id, ...(await this.#o.presence.stats(app.id)) });
+    json(res, 200, { app: app.id, ...(await this.#presence(() => this.#o.presence.stats(app.id))) });
   }
 
   async #user(res: ServerResponse, app: ApiApp, user: string): Promise<void> {
     if (!isValidUser(user)) throw new SilkError('invalid_request', 'invalid user id');
-    const devices = await this.#o.presence.devices(app.id, user);
+    const devices = await this.#presence(() => this.#o.presence.devices(app.id, user));
     json(res, 200, { user, online: devices.length > 0, devices });
   }
 
   async #disconnect(res: ServerResponse, app: ApiApp, user: string): Promise<void> {
     if (!isValidUser(user)) throw new SilkError('invalid_request', 'invalid user id');
     // Every node holding a device of the user closes it; the answer counts the devices found.
-    const devices = await this.#o.presence.devices(app.id, user);
+    const devices = await this.#presence(() => this.#o.presence.devices(app.id, user));
     this.#o.bus.publish({ kind: 'disconnect', app: app.id, user });
     json(res, 200, { user, disconnected: devices.length });
   }
 
   async #channel(res: ServerResponse, app: ApiApp, channel: string): Promise<void> {
     if (!isValidChannel(channel)) throw new SilkError('invalid_channel', 'invalid channel name');
-    json(res, 200, { channel, subscribers: await this.#o.presence.subscribers(app.id, channel) });
+    json(res, 200, { channel, subscribers: await this.#presence(() => this.#o.presence.subscribers(app.id, channel)) });
   }
 }

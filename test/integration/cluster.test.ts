@@ -178,6 +178,11 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     assert.equal(r.status, 503);
     assert.equal(r.body.error.code, 'store_unavailable');
     assert.ok(Date.now() - t0 < 2000, 'failed fast');
+    for (const path of ['/v1/apps/acme/stats', '/v1/apps/acme/users/survivor', '/v1/apps/acme/channels/after', '/v1/nodes']) {
+      const p = await n2.api('GET', path);
+      assert.equal(p.status, 503, path);
+      assert.equal(p.body.error.code, 'store_unavailable', path);
+    }
     assert.equal((await c.request({ type: 'ping' })).type, 'reply', 'the device is still connected');
     await redis.restart();
     await eventually(async () => assert.equal((await n2.api('GET', '/readyz')).status, 200), 10_000);
