@@ -9,8 +9,8 @@
 import { parseArgs } from 'node:util';
 import { now } from '../lib/lean-ws.js';
 import { canPin, cpuPercent, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
-import { machine, ROOT, script, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf, type BarChart } from '../lib/charts.js';
+import { machine, ROOT, script, writeResult, type Machine, type Scenario } from '../lib/scenario.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { SYSTEMS, startSystem } from '../lib/systems.js';
 import { BENCH_CHANNEL } from '../lib/bench-app.js';
@@ -119,6 +119,24 @@ export function durableTable(runs: readonly DurableRun[]): string {
   return table(['publish', 'messages/s answered', '÷ ephemeral', 'API p50 ms', 'API p99 ms', 'server CPU', 'RSS MiB'], rows);
 }
 
+/** The charts of a durable results file. */
+export function durableCharts(d: { machine: Machine; date: string; options: { users: number; batch: number }; runs: DurableRun[] }): { file: string; chart: BarChart }[] {
+  const groups = [1, d.options.batch].map((b) => ({ label: b === 1 ? 'one message per request' : `${b} messages per request`, match: (r: DurableRun) => r.batch === b }));
+  return [
+    {
+      file: `${ROOT}/${CHARTS_DIR}/durable-throughput.png`,
+      chart: {
+        title: 'Publish through the HTTP API: messages answered per second',
+        subtitle: `durable: stored in SQLite (group commit) before 202; ${d.options.users.toLocaleString('en')} offline users; ${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`,
+        unit: 'messages/s',
+        log: true,
+        groups: groups.map((g) => g.label),
+        series: seriesOf(d.runs, ['ephemeral', 'durable'], groups, (r) => (r.durable ? 'durable' : 'ephemeral'), (r) => r.messagesPerSecond),
+      },
+    },
+  ];
+}
+
 export const durable: Scenario = {
   name: 'durable',
   summary: 'durable publish (stored in the embedded SQLite store before 202) beside ephemeral publish',
@@ -148,8 +166,8 @@ export const durable: Scenario = {
     const modes: Mode[] = [
       { name: 'ephemeral, 1 per request', durable: false, batch: 1, inflight: 32 },
       { name: 'durable, 1 per request', durable: true, batch: 1, inflight: 32 },
-      { name: `ephemeral, ${o.batch} per request`, durable: false, batch: o.batch, inflight: 8 },
-      { name: `durable, ${o.batch} per request`, durable: true, batch: o.batch, inflight: 8 },
+      { name: `ephemeral, ${o.batch} per request`, durable: false, batch: o.batch, inflight: 32 },
+      { name: `durable, ${o.batch} per request`, durable: true, batch: o.batch, inflight: 32 },
     ];
     if (canPin()) pinPid(process.pid, 1);
     const runs: DurableRun[] = [];
@@ -173,20 +191,7 @@ export const durable: Scenario = {
     const file = writeResult('durable', { scenario: 'durable', machine: m, options: o, runs }, values.out);
     process.stdout.write(`\ndurable publish on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${o.users} offline users\n\n`);
     process.stdout.write(durableTable(runs) + '\n\n');
-    const groups = [1, o.batch].map((b) => ({ label: b === 1 ? 'one message per request' : `${b} messages per request`, match: (r: DurableRun) => r.batch === b }));
-    const charts = await renderCharts([
-      {
-        file: `${ROOT}/${CHARTS_DIR}/durable-throughput.png`,
-        chart: {
-          title: 'Publish through the HTTP API: messages answered per second',
-          subtitle: `durable: stored in SQLite (group commit) before 202; ${o.users.toLocaleString('en')} offline users; ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`,
-          unit: 'messages/s',
-          log: true,
-          groups: groups.map((g) => g.label),
-          series: seriesOf(runs, ['ephemeral', 'durable'], groups, (r) => (r.durable ? 'durable' : 'ephemeral'), (r) => r.messagesPerSecond),
-        },
-      },
-    ]);
+    const charts = await renderCharts(durableCharts({ machine: m, date: new Date().toISOString(), options: o, runs }));
     process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

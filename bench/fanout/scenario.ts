@@ -7,8 +7,8 @@
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
 import { canPin, cpuPercent, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
-import { machine, ROOT, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf, type BarChart } from '../lib/charts.js';
+import { machine, ROOT, script, sleep, writeResult, type Machine, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
@@ -241,6 +241,40 @@ export function pacedTable(all: readonly FanoutRun[]): string {
   return table(['subs', 'system', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms', 'frames/write'], rows);
 }
 
+/** The charts of a fan-out results file. */
+export function fanoutCharts(d: { machine: Machine; date: string; options: { systems: string[]; sizes: number[]; pacedSizes: number[] }; runs: FanoutRun[] }): { file: string; chart: BarChart }[] {
+  const where = `${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`;
+  const systems = d.options.systems;
+  const sat = d.runs.filter((r) => r.pacedRate === undefined);
+  const groups = d.options.sizes.map((n) => ({ label: `${n.toLocaleString('en')} subscribers`, match: (r: FanoutRun) => r.subscribers === n }));
+  return [
+    {
+      file: `${ROOT}/${CHARTS_DIR}/fanout-throughput.png`,
+      chart: { title: 'Channel fan-out: deliveries per second (log scale)', subtitle: where, unit: 'deliveries/s', log: true, groups: groups.map((g) => g.label), series: seriesOf(sat, systems, groups, (r) => r.system, (r) => r.deliveriesPerSecond) },
+    },
+    {
+      file: `${ROOT}/${CHARTS_DIR}/fanout-latency.png`,
+      chart: {
+        title: 'Channel fan-out: p99 end-to-end latency, ms (log scale)',
+        subtitle: `at saturation, and paced at half of Silk's maximum rate; ${where}`,
+        unit: 'ms',
+        log: true,
+        groups: [...groups.map((g) => `${g.label}, saturated`), ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`)],
+        series: seriesOf(
+          d.runs,
+          systems,
+          [
+            ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined })),
+            ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined })),
+          ],
+          (r) => r.system,
+          (r) => r.latencyMs.p99,
+        ),
+      },
+    },
+  ];
+}
+
 export const fanout: Scenario = {
   name: 'fanout',
   summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws',
@@ -325,36 +359,7 @@ export const fanout: Scenario = {
     if (runs.some((r) => r.pacedRate !== undefined)) {
       process.stdout.write(`latency at half of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
     }
-    const where = `${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`;
-    const systems = o.systems.map((s) => s.name);
-    const sat = runs.filter((r) => r.pacedRate === undefined);
-    const groups = o.sizes.map((n) => ({ label: `${n.toLocaleString('en')} subscribers`, match: (r: FanoutRun) => r.subscribers === n }));
-    const charts = await renderCharts([
-      {
-        file: `${ROOT}/${CHARTS_DIR}/fanout-throughput.png`,
-        chart: { title: 'Channel fan-out: deliveries per second (log scale)', subtitle: where, unit: 'deliveries/s', log: true, groups: groups.map((g) => g.label), series: seriesOf(sat, systems, groups, (r) => r.system, (r) => r.deliveriesPerSecond) },
-      },
-      {
-        file: `${ROOT}/${CHARTS_DIR}/fanout-latency.png`,
-        chart: {
-          title: 'Channel fan-out: p99 end-to-end latency, ms (log scale; lower is better)',
-          subtitle: `at saturation, and paced at half of Silk's maximum rate; ${where}`,
-          unit: 'ms',
-          log: true,
-          groups: [...groups.map((g) => `${g.label}, saturated`), ...o.pacedSizes.filter((n) => o.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`)],
-          series: seriesOf(
-            runs,
-            systems,
-            [
-              ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined })),
-              ...o.pacedSizes.filter((n) => o.sizes.includes(n)).map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined })),
-            ],
-            (r) => r.system,
-            (r) => r.latencyMs.p99,
-          ),
-        },
-      },
-    ]);
+    const charts = await renderCharts(fanoutCharts({ machine: m, date: new Date().toISOString(), options: { ...o, systems: o.systems.map((s) => s.name) }, runs }));
     process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

@@ -16,8 +16,8 @@
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
 import { canPin, cpuTime, pinPid, rssBytes, startChild, stopAll, type Child } from '../lib/proc.js';
-import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
-import { machine, ROOT, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf, type BarChart } from '../lib/charts.js';
+import { machine, ROOT, script, sleep, writeResult, type Machine, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
@@ -135,6 +135,29 @@ export function idleTable(runs: readonly IdleRun[]): string {
   );
 }
 
+/** The charts of an idle results file. */
+export function idleCharts(d: { machine: Machine; date: string; options: { systems: string[]; connections: number }; runs: IdleRun[] }): { file: string; chart: BarChart }[] {
+  const where = `${d.options.connections.toLocaleString('en')} connections; ${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`;
+  const systems = d.options.systems;
+  const all = [{ label: `${d.options.connections.toLocaleString('en')} idle connections`, match: () => true }];
+  return [
+    {
+      file: `${ROOT}/${CHARTS_DIR}/idle-memory.png`,
+      chart: { title: 'Server RSS per idle connection, KB (lower is better)', subtitle: where, unit: 'KB', groups: all.map((g) => g.label), series: seriesOf(d.runs, systems, all, (r) => r.system, (r) => r.bytesPerConnection / 1024) },
+    },
+    {
+      file: `${ROOT}/${CHARTS_DIR}/idle-connect.png`,
+      chart: {
+        title: 'Connection setup: connections per second of server CPU',
+        subtitle: where,
+        unit: 'connections/CPU-s',
+        groups: all.map((g) => g.label),
+        series: seriesOf(d.runs, systems, all, (r) => r.system, (r) => 1e6 / r.serverCpuMicros),
+      },
+    },
+  ];
+}
+
 export const idle: Scenario = {
   name: 'idle',
   summary: 'connection storm then idle: connects/s and server memory per connection, Silk beside raw ws and Socket.IO',
@@ -182,25 +205,7 @@ export const idle: Scenario = {
     const file = writeResult('idle', { scenario: 'idle', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
     process.stdout.write(`\nidle connections on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(idleTable(runs) + '\n\n');
-    const where = `${o.connections.toLocaleString('en')} connections; ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`;
-    const systems = o.systems.map((s) => s.name);
-    const all = [{ label: `${o.connections.toLocaleString('en')} idle connections`, match: () => true }];
-    const charts = await renderCharts([
-      {
-        file: `${ROOT}/${CHARTS_DIR}/idle-memory.png`,
-        chart: { title: 'Server RSS per idle connection, KB (lower is better)', subtitle: where, unit: 'KB', groups: all.map((g) => g.label), series: seriesOf(runs, systems, all, (r) => r.system, (r) => r.bytesPerConnection / 1024) },
-      },
-      {
-        file: `${ROOT}/${CHARTS_DIR}/idle-connect.png`,
-        chart: {
-          title: 'Connection setup: connections per second of server CPU',
-          subtitle: where,
-          unit: 'connections/CPU-s',
-          groups: all.map((g) => g.label),
-          series: seriesOf(runs, systems, all, (r) => r.system, (r) => 1e6 / r.serverCpuMicros),
-        },
-      },
-    ]);
+    const charts = await renderCharts(idleCharts({ machine: m, date: new Date().toISOString(), options: { ...o, systems: o.systems.map((s) => s.name) }, runs }));
     process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };

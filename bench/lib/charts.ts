@@ -44,7 +44,9 @@ const r1 = (n: number): string => (Math.round(n * 10) / 10).toString();
 
 /** A tick label: si() without trailing zeros ("1.00k" → "1k", "2.50M" → "2.5M"). */
 function tickLabel(n: number): string {
-  return si(n).replace(/\.?0+(?=[kM]?$)/, '');
+  const s = si(n);
+  // Only zeros after a decimal point go ("100" stays "100").
+  return s.includes('.') ? s.replace(/0+(?=[kM]?$)/, '').replace(/\.(?=[kM]?$)/, '') : s;
 }
 
 function text(x: number, y: number, s: string, attrs: string): string {

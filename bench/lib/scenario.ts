@@ -68,8 +68,10 @@ export function machine(pinned: boolean): Machine {
 }
 
 /** Write a result file as bench/results/<name>-<date>.json (or `out`); returns its path. */
-export function writeResult(name: string, data: unknown, out?: string): string {
-  const stamp = new Date().toISOString().replace(/[:]/g, '-').replace(/\..+$/, '');
+export function writeResult(name: string, data: Record<string, unknown>, out?: string): string {
+  const date = new Date().toISOString();
+  const stamp = date.replace(/[:]/g, '-').replace(/\..+$/, '');
+  data = { date, ...data };
   const file = out ?? join(RESULTS_DIR, `${name}-${stamp}.json`);
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(data, null, 2) + '\n');

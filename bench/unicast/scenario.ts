@@ -14,8 +14,8 @@ import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
 import { now } from '../lib/lean-ws.js';
 import { canPin, cpuPercent, cpuTime, pinPid, startChild, stopAll, type Child } from '../lib/proc.js';
-import { CHARTS_DIR, renderCharts, seriesOf } from '../lib/charts.js';
-import { machine, ROOT, script, sleep, writeResult, type Scenario } from '../lib/scenario.js';
+import { CHARTS_DIR, renderCharts, seriesOf, type BarChart } from '../lib/charts.js';
+import { machine, ROOT, script, sleep, writeResult, type Machine, type Scenario } from '../lib/scenario.js';
 import type { ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
@@ -194,6 +194,47 @@ export function unicastTable(runs: readonly UnicastRun[], rates: readonly number
   );
 }
 
+/** The charts of a unicast results file. */
+export function unicastCharts(d: { machine: Machine; date: string; options: { systems: string[]; users: number; batch: number; rates: number[] }; runs: UnicastRun[] }): { file: string; chart: BarChart }[] {
+  const where = `${d.options.users.toLocaleString('en')} users, ${d.options.batch} messages per request; ${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`;
+  const systems = d.options.systems;
+  return [
+    {
+      file: `${ROOT}/${CHARTS_DIR}/unicast-throughput.png`,
+      chart: {
+        title: 'Unicast to random users: messages delivered per second, saturated',
+        subtitle: where,
+        unit: 'messages/s',
+        groups: ['saturated'],
+        series: seriesOf(d.runs, systems, [{ label: 'saturated', match: () => true }], (r) => r.system, (r) => r.saturate.delivered),
+      },
+    },
+    {
+      file: `${ROOT}/${CHARTS_DIR}/unicast-latency.png`,
+      chart: {
+        title: 'Unicast: p99 end-to-end latency at a paced rate, ms (log scale)',
+        subtitle: where,
+        unit: 'ms',
+        log: true,
+        groups: d.options.rates.map((x) => `${si(x)} messages/s`),
+        series: systems.map((name) => {
+          const at = (x: number): number[] => d.runs.filter((r) => r.system === name).map((r) => r.paced.find((p) => p.rate === x)?.p99 ?? NaN);
+          const med = (v: number[]): number | undefined => {
+            const s = spread(v);
+            return s.n === 0 ? undefined : s.median;
+          };
+          return {
+            name,
+            values: d.options.rates.map((x) => med(at(x))),
+            min: d.options.rates.map((x) => (spread(at(x)).n === 0 ? undefined : spread(at(x)).min)),
+            max: d.options.rates.map((x) => (spread(at(x)).n === 0 ? undefined : spread(at(x)).max)),
+          };
+        }),
+      },
+    },
+  ];
+}
+
 export const unicast: Scenario = {
   name: 'unicast',
   summary: 'messages to random users of 10,000 through the HTTP API in batches: capacity and latency at 50k/s, Silk beside raw ws and Socket.IO',
@@ -250,43 +291,7 @@ export const unicast: Scenario = {
     const file = writeResult('unicast', { scenario: 'unicast', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
     process.stdout.write(`\nunicast on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(unicastTable(runs, o.rates, o.p99) + '\n\n');
-    const where = `${o.users.toLocaleString('en')} users, ${o.batch} messages per request; ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}, ${new Date().toISOString().slice(0, 10)}`;
-    const systems = o.systems.map((s) => s.name);
-    const charts = await renderCharts([
-      {
-        file: `${ROOT}/${CHARTS_DIR}/unicast-throughput.png`,
-        chart: {
-          title: 'Unicast to random users: messages delivered per second at saturation',
-          subtitle: where,
-          unit: 'messages/s',
-          groups: ['saturated'],
-          series: seriesOf(runs, systems, [{ label: 'saturated', match: () => true }], (r) => r.system, (r) => r.saturate.delivered),
-        },
-      },
-      {
-        file: `${ROOT}/${CHARTS_DIR}/unicast-latency.png`,
-        chart: {
-          title: 'Unicast to random users: p99 end-to-end latency at a paced rate, ms (log scale)',
-          subtitle: where,
-          unit: 'ms',
-          log: true,
-          groups: o.rates.map((x) => `${si(x)} messages/s`),
-          series: systems.map((name) => {
-            const at = (x: number): number[] => runs.filter((r) => r.system === name).map((r) => r.paced.find((p) => p.rate === x)?.p99 ?? NaN);
-            const med = (v: number[]): number | undefined => {
-              const s = spread(v);
-              return s.n === 0 ? undefined : s.median;
-            };
-            return {
-              name,
-              values: o.rates.map((x) => med(at(x))),
-              min: o.rates.map((x) => (spread(at(x)).n === 0 ? undefined : spread(at(x)).min)),
-              max: o.rates.map((x) => (spread(at(x)).n === 0 ? undefined : spread(at(x)).max)),
-            };
-          }),
-        },
-      },
-    ]);
+    const charts = await renderCharts(unicastCharts({ machine: m, date: new Date().toISOString(), options: { ...o, systems: o.systems.map((s) => s.name) }, runs }));
     process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);
   },
 };
