@@ -159,8 +159,8 @@ export const durable: Scenario = {
     const o: Options = {
       users: Number(values.users),
       batch: Number(values.batch),
-      seconds: quick ? 2 : Number(values.seconds),
-      warmup: quick ? 1 : Number(values.warmup),
+      seconds: quick ? 1.5 : Number(values.seconds),
+      warmup: quick ? 0.5 : Number(values.warmup),
       repeats: quick ? 1 : Number(values.repeats),
     };
     const modes: Mode[] = [

@@ -302,12 +302,13 @@ export const fanout: Scenario = {
       // --quick: 1,000 subscribers unless sizes are given.
       sizes: quick && !argv.includes('--sizes') ? [1000] : values.sizes.split(',').map(Number),
       systems: parseSystems(values.systems),
-      seconds: quick ? 2 : Number(values.seconds),
-      warmup: quick ? 1 : Number(values.warmup),
+      seconds: quick ? 1.5 : Number(values.seconds),
+      warmup: quick ? 0.5 : Number(values.warmup),
       repeats: quick ? 1 : Number(values.repeats),
       window: Number(values.window),
       inflight: Number(values.inflight),
-      pacedSizes: values['paced-sizes'] === '' ? [] : values['paced-sizes'].split(',').map(Number),
+      // --quick: no paced runs unless asked for.
+      pacedSizes: values['paced-sizes'] === '' || (quick && !argv.includes('--paced-sizes')) ? [] : values['paced-sizes'].split(',').map(Number),
     };
     // The runner itself shares the client CPU.
     if (canPin()) pinPid(process.pid, 1);

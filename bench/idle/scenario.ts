@@ -177,10 +177,10 @@ export const idle: Scenario = {
     });
     const quick = values.quick;
     const o: Options = {
-      connections: quick && !argv.includes('--connections') ? 5000 : Number(values.connections),
+      connections: quick && !argv.includes('--connections') ? 3000 : Number(values.connections),
       systems: parseSystems(values.systems),
       repeats: quick ? 1 : Number(values.repeats),
-      settle: quick ? 2 : Number(values.settle),
+      settle: quick ? 1 : Number(values.settle),
     };
     if (o.connections > 19_500) throw new Error('at most 19,500 connections: the server holds them in one process (file limit 20,000)');
     if (canPin()) pinPid(process.pid, 1);

@@ -94,7 +94,7 @@ async function phase(
   const stats = await server.call<ServerStats>('stats').catch(() => undefined);
   const pub = await running;
   // What was written by t1 may still be on its way: give the clients a moment.
-  await sleep(1000);
+  await sleep(Math.min(1000, o.seconds * 200));
   const hist = new Histogram();
   let inWindow = 0;
   const notes: string[] = [];
@@ -259,13 +259,13 @@ export const unicast: Scenario = {
     });
     const quick = values.quick;
     const o: Options = {
-      users: quick && !argv.includes('--users') ? 5000 : Number(values.users),
+      users: quick && !argv.includes('--users') ? 3000 : Number(values.users),
       batch: Number(values.batch),
       rates: quick ? [50_000] : values.rates.split(',').map(Number),
       p99: Number(values.p99),
       systems: parseSystems(values.systems),
-      seconds: quick ? 2 : Number(values.seconds),
-      warmup: quick ? 1 : Number(values.warmup),
+      seconds: quick ? 1.5 : Number(values.seconds),
+      warmup: quick ? 0.5 : Number(values.warmup),
       repeats: quick ? 1 : Number(values.repeats),
     };
     if (canPin()) pinPid(process.pid, 1);

@@ -218,7 +218,7 @@ export class SqliteStore implements Store {
         if (results.some((r) => !r.ok)) this.#totals.clear();
       } catch (err) {
         this.#totals.clear();
-      // The commit itself failed (disk full, I/O error): nothing in the batch is stored.
+        // The commit itself failed (disk full, I/O error): nothing in the batch is stored.
         for (const op of ops) op.reject(err);
         return;
       }
