@@ -277,7 +277,7 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
 
 export const fanout: Scenario = {
   name: 'fanout',
-  summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws',
+  summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws and Socket.IO',
   usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws,socketio] [--seconds 8] [--warmup 2]
        [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000] [--quick] [--out FILE]`,
   async run(argv) {
