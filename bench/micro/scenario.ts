@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import * as wsModule from 'ws';
 import { allows } from '../../src/core/channels.js';
 import { Hub, type Peer } from '../../src/core/hub.js';
-import { messageFrame, type Envelope, type Outbound } from '../../src/core/message.js';
+import { messageFrame, type Envelope, type FrameBatch, type Outbound } from '../../src/core/message.js';
 import { secretKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
 import { wsTextFrame } from '../../src/gateway/frame.js';
 import { machine, writeResult, type Scenario } from '../lib/scenario.js';
@@ -232,7 +232,8 @@ const HUB_PEERS = 1_000;
  * The hub's channel index with 100,000 channels, one subscriber each. The
  * hub takes any `Peer`, so these are plain objects that count frames: no
  * sockets. Lookups use `subscriberCount()`, which is the same two `Map`
- * gets `deliver()` makes; `deliver()` adds building the frame and the push.
+ * gets `deliver()` makes; `deliver()` adds building the frame and queueing
+ * it, and the case includes the `distribute()` that hands it to the peer.
  */
 function hubCases(): Case[] {
   const hub = new Hub();
@@ -240,9 +241,12 @@ function hubCases(): Case[] {
   const push = (f: Outbound): void => {
     pushed += f.json.length;
   };
+  const pushBatch = (b: FrameBatch): void => {
+    for (const f of b.frames) push(f);
+  };
   const peers: Peer[] = [];
   for (let i = 0; i < HUB_PEERS; i++) {
-    peers.push({ id: `c${i}`, app: 'bench', user: `u${i}`, since: 0, transport: 'bench', channels: null, push });
+    peers.push({ id: `c${i}`, app: 'bench', user: `u${i}`, since: 0, transport: 'bench', channels: null, push, pushBatch });
     hub.add(peers[i]!);
   }
   for (let c = 0; c < HUB_CHANNELS; c++) hub.subscribe(peers[c % HUB_PEERS]!, `room:${c}`);
@@ -286,9 +290,13 @@ function hubCases(): Case[] {
       group: 'hub',
       name: `deliver() to a channel of 1 among ${si(HUB_CHANNELS)}`,
       batch: (n) => {
-        let acc = 0;
-        for (let i = 0; i < n; i++) acc += hub.deliver(envs[i & mask]!);
-        return mix(acc, pushed);
+        const before = pushed;
+        for (let i = 0; i < n; i++) {
+          hub.deliver(envs[i & mask]!);
+          hub.distribute();
+        }
+        if (pushed === before) throw new Error('micro: deliver() reached no peer');
+        return mix(n, pushed);
       },
     },
   ];

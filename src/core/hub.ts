@@ -3,8 +3,17 @@
  * to, and what each is subscribed to, per app. It resolves an envelope to
  * the local connections that should receive it and hands each the shared
  * frame; writing is the transport's business.
+ *
+ * Channel and `all` deliveries are not handed out one by one: they wait in
+ * a FIFO of batches, and consecutive messages for the same subscribers join
+ * one batch, which {@link Hub.distribute} hands to each subscriber once
+ * (the transport calls it just before it writes). Everything that hands
+ * frames to connections directly (user messages, unread counts) or changes
+ * who receives what (connect, subscribe, unsubscribe) distributes the FIFO
+ * first, so every connection still gets its messages in the order the node
+ * accepted them.
  */
-import { messageFrame, unreadFrame, type Envelope, type Outbound } from './message.js';
+import { FrameBatch, messageFrame, unreadFrame, type Envelope, type Outbound } from './message.js';
 
 /** A connection as the hub sees it; transports implement it. */
 export interface Peer {
@@ -19,6 +28,8 @@ export interface Peer {
   channels: Set<string> | null;
   /** Queue a frame for this peer. Must not throw. */
   push(frame: Outbound): void;
+  /** Queue a batch of frames for this peer, in order. Must not throw. */
+  pushBatch(batch: FrameBatch): void;
 }
 
 /** Counters of one app on this node. */
@@ -55,9 +66,57 @@ export interface HubWatcher {
   channel(app: string, channel: string, count: number): void;
 }
 
+/** Frames waiting for one set of connections (a channel's subscribers, or an app's connections). */
+interface Pending {
+  readonly app: AppHub;
+  readonly to: Set<Peer>;
+  readonly batch: FrameBatch;
+}
+
 export class Hub {
   readonly #apps = new Map<string, AppHub>();
   #watcher: HubWatcher | null = null;
+  /** Channel and `all` deliveries not yet handed to connections, in the order they were accepted. */
+  #fifo: Pending[] = [];
+  #wake: () => void = () => setImmediate(() => this.distribute());
+
+  /**
+   * Call `wake` when deliveries start waiting; the caller then runs
+   * {@link distribute} soon (a transport, before it writes). By default the
+   * hub distributes on the next turn of the event loop itself.
+   */
+  onPending(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  /** Hand every waiting batch to its connections. Cheap when nothing waits. */
+  distribute(): void {
+    while (this.#fifo.length > 0) {
+      const fifo = this.#fifo;
+      this.#fifo = [];
+      for (const { app, to, batch } of fifo) {
+        app.messagesOut += batch.frames.length * to.size;
+        if (batch.frames.length === 1) {
+          const frame = batch.frames[0]!;
+          for (const p of to) p.push(frame);
+        } else {
+          for (const p of to) p.pushBatch(batch);
+        }
+      }
+    }
+  }
+
+  /** Queue `frame` for every peer in `to`, joining the last batch if it is for the same peers. */
+  #queue(a: AppHub, to: Set<Peer>, frame: Outbound): void {
+    const fifo = this.#fifo;
+    const last = fifo[fifo.length - 1];
+    if (last !== undefined && last.to === to) {
+      last.batch.frames.push(frame);
+      return;
+    }
+    fifo.push({ app: a, to, batch: new FrameBatch(frame) });
+    if (fifo.length === 1) this.#wake();
+  }
 
   /** Report local changes to `w` (one watcher). */
   watch(w: HubWatcher): void {
@@ -75,6 +134,7 @@ export class Hub {
 
   /** Register an open connection. */
   add(peer: Peer): void {
+    this.distribute();
     const a = this.#app(peer.app);
     a.peers.add(peer);
     if (a.peers.size === 1) this.#watcher?.app(peer.app, true);
@@ -109,6 +169,7 @@ export class Hub {
     const a = this.#app(peer.app);
     if (peer.channels === null) peer.channels = new Set();
     if (peer.channels.has(channel)) return false;
+    this.distribute();
     peer.channels.add(channel);
     let subs = a.channels.get(channel);
     if (subs === undefined) {
@@ -123,7 +184,9 @@ export class Hub {
 
   /** Unsubscribe; false if not subscribed. */
   unsubscribe(peer: Peer, channel: string): boolean {
-    if (peer.channels === null || !peer.channels.delete(channel)) return false;
+    if (peer.channels === null || !peer.channels.has(channel)) return false;
+    this.distribute();
+    peer.channels.delete(channel);
     this.#unlink(this.#app(peer.app), peer, channel);
     return true;
   }
@@ -143,23 +206,22 @@ export class Hub {
   }
 
   /**
-   * Hand an envelope to every local connection it targets. Each frame is
-   * built once and shared. Returns the number of deliveries.
+   * Hand an envelope to every local connection it targets, now (users) or
+   * at the next {@link distribute} (channels, all). Each frame is built
+   * once and shared.
    */
-  deliver(env: Envelope): number {
+  deliver(env: Envelope): void {
     const a = this.#apps.get(env.app);
-    if (a === undefined) return 0;
+    if (a === undefined) return;
     const t = env.target;
-    let n = 0;
     if ('channels' in t) {
       for (const ch of t.channels) {
         const subs = a.channels.get(ch);
-        if (subs === undefined) continue;
-        const frame = messageFrame(env, ch);
-        for (const p of subs) p.push(frame);
-        n += subs.size;
+        if (subs !== undefined) this.#queue(a, subs, messageFrame(env, ch));
       }
     } else if ('users' in t) {
+      this.distribute();
+      let n = 0;
       let frame: Outbound | undefined;
       for (const u of t.users) {
         const devices = a.users.get(u);
@@ -173,19 +235,17 @@ export class Hub {
         }
         n += devices.size;
       }
+      a.messagesOut += n;
     } else if (a.peers.size > 0) {
-      const frame = messageFrame(env);
-      for (const p of a.peers) p.push(frame);
-      n = a.peers.size;
+      this.#queue(a, a.peers, messageFrame(env));
     }
-    a.messagesOut += n;
-    return n;
   }
 
   /** Tell every device of `user` on this node its unread count. */
   unread(app: string, user: string, count: number): void {
     const devices = this.#apps.get(app)?.users.get(user);
     if (devices === undefined) return;
+    this.distribute();
     const frame = unreadFrame(count);
     for (const p of devices) p.push(frame);
   }

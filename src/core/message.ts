@@ -70,6 +70,34 @@ export class Outbound {
   }
 }
 
+/**
+ * Consecutive frames for the same connections (one channel's subscribers),
+ * joined once per transport into one buffer that every connection writes
+ * as is: a fan-out round costs one array push per connection, not one per
+ * frame, and no copy per connection.
+ */
+export class FrameBatch {
+  readonly frames: Outbound[];
+  #encoder: Encoder | undefined;
+  #bytes: Buffer | undefined;
+
+  constructor(first: Outbound) {
+    this.frames = [first];
+  }
+
+  /** The frames as `encoder` writes them, back to back; joined once per batch for the first encoder. */
+  bytes(encoder: Encoder): Buffer {
+    if (this.#encoder === encoder) return this.#bytes as Buffer;
+    const parts = this.frames.map((f) => f.bytes(encoder));
+    const b = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (this.#encoder === undefined) {
+      this.#encoder = encoder;
+      this.#bytes = b;
+    }
+    return b;
+  }
+}
+
 function frame(id: string, channel: string | undefined, event: string | undefined, durable: boolean, data: string): Outbound {
   let json = '{"type":"message","id":"' + id + '"';
   if (channel !== undefined) json += ',"channel":' + JSON.stringify(channel);

@@ -12,7 +12,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { Peer } from '../core/hub.js';
-import type { Outbound } from '../core/message.js';
+import type { FrameBatch, Outbound } from '../core/message.js';
 import type { Beating } from './heartbeat.js';
 import type { Flushable } from './flusher.js';
 import { wsTextFrame } from './frame.js';
@@ -66,7 +66,9 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   ctx: ConnectionContext | null = null;
   sock: Duplex | null = null;
   #queue: Buffer[] | null = null;
+  /** Bytes and frames in the queue (a batch is one buffer of several frames). */
   #queued = 0;
+  #frames = 0;
   /** The socket's `writableLength` when last read (at the last flush, or at a limit check). */
   #buffered = 0;
   #catchup: Catchup | null = null;
@@ -89,22 +91,31 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   push(frame: Outbound): void {
     if (!this.live) return;
     const cu = this.#catchup;
-    if (cu === null) return this.#enqueue(frame);
+    if (cu === null) return this.#enqueue(frame.bytes(wsTextFrame), 1);
     const bytes = frame.bytes(wsTextFrame).length;
     cu.heldBytes += bytes;
     if (cu.heldBytes + this.pending > this.ctx!.maxOutboundBytes) return this.ctx!.overflow(this);
     cu.held.push(frame);
   }
 
+  /** Live frames for several connections at once: one buffer queued, or held back frame by frame while catching up. */
+  pushBatch(batch: FrameBatch): void {
+    if (!this.live) return;
+    if (this.#catchup !== null) {
+      for (const f of batch.frames) this.push(f);
+      return;
+    }
+    this.#enqueue(batch.bytes(wsTextFrame), batch.frames.length);
+  }
+
   /** A frame of the conversation itself (a reply, a caught-up message): queued now. */
   direct(frame: Outbound): void {
     if (!this.live) return;
     if (this.#catchup !== null && frame.key !== undefined) this.#catchup.sent.add(frame.key);
-    this.#enqueue(frame);
+    this.#enqueue(frame.bytes(wsTextFrame), 1);
   }
 
-  #enqueue(frame: Outbound): void {
-    const bytes = frame.bytes(wsTextFrame);
+  #enqueue(bytes: Buffer, frames: number): void {
     const ctx = this.ctx!;
     this.#queued += bytes.length;
     // Since the last flush the socket's buffer has only drained (but for ws's few bytes of
@@ -117,6 +128,7 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
         return;
       }
     }
+    this.#frames += frames;
     if (this.#queue === null) this.#queue = [bytes];
     else this.#queue.push(bytes);
     if (!this.dirty) ctx.mark(this);
@@ -153,7 +165,9 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     const q = this.#queue;
     if (q === null || q.length === 0) return;
     const bytes = this.#queued;
+    const frames = this.#frames;
     this.#queued = 0;
+    this.#frames = 0;
     if (!this.live) {
       q.length = 0;
       return;
@@ -163,7 +177,7 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     this.#buffered = this.sock!.writableLength;
     const w = this.ctx!.written;
     w.writes++;
-    w.frames += q.length;
+    w.frames += frames;
     q.length = 0;
   }
 
@@ -172,6 +186,7 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     this.live = false;
     if (this.#queue !== null) this.#queue.length = 0;
     this.#queued = 0;
+    this.#frames = 0;
     this.#catchup = null;
   }
 }

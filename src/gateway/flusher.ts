@@ -25,12 +25,23 @@ export class Flusher {
   #list: Flushable[] = [];
   #head = 0;
   #scheduled = false;
+  readonly #before: () => void;
   readonly #run = (): void => this.#flush();
+
+  /** @param before runs at the start of every flush slice (to queue waiting frames: the hub's fan-out batches) */
+  constructor(before: () => void = () => {}) {
+    this.#before = before;
+  }
 
   /** Queue `f` for the next flush; call when its queue goes from empty to non-empty. */
   mark(f: Flushable): void {
     f.dirty = true;
     this.#list.push(f);
+    this.wake();
+  }
+
+  /** Make sure a flush slice runs soon. */
+  wake(): void {
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#run);
@@ -39,13 +50,15 @@ export class Flusher {
 
   /** Flush everything now, in one go (used on shutdown). */
   flushAll(): void {
+    this.#before();
     while (this.#head < this.#list.length) this.#list[this.#head++]!.flush();
     this.#list.length = 0;
     this.#head = 0;
   }
 
   #flush(): void {
-    this.#scheduled = false;
+    // `#scheduled` stays true while the slice runs: what `before` marks joins this slice.
+    this.#before();
     const list = this.#list;
     const start = performance.now();
     let i = this.#head;
@@ -57,6 +70,7 @@ export class Flusher {
     if (i >= list.length) {
       list.length = 0;
       this.#head = 0;
+      this.#scheduled = false;
       return;
     }
     // Out of time: drop what is done and continue after pending I/O and timers.
@@ -65,7 +79,6 @@ export class Flusher {
       i = 0;
     }
     this.#head = i;
-    this.#scheduled = true;
     setImmediate(this.#run);
   }
 }

@@ -113,7 +113,7 @@ class GatewayContext implements ConnectionContext {
 export class WebSocketGateway {
   readonly #o: GatewayOptions;
   readonly #wss: WebSocketServer;
-  readonly #flusher = new Flusher();
+  readonly #flusher: Flusher;
   readonly #wheel: HeartbeatWheel<WsConnection>;
   readonly #ctx: GatewayContext;
   readonly #all = new Set<WsConnection>();
@@ -129,6 +129,10 @@ export class WebSocketGateway {
   constructor(options: GatewayOptions) {
     this.#o = options;
     this.#heartbeatMs = options.heartbeatSeconds * 1000;
+    // The hub's fan-out batches are handed out at the start of every flush slice.
+    const hub = options.hub;
+    this.#flusher = new Flusher(() => hub.distribute());
+    hub.onPending(() => this.#flusher.wake());
     this.#ctx = new GatewayContext(this, this.#flusher, options.limits.maxOutboundBytes);
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -342,7 +346,10 @@ export class WebSocketGateway {
   /** Close a connection for `reason`, with that reason's close code. */
   end(c: WsConnection, reason: ErrorCode): void {
     if (!c.live) return;
-    if (reason === 'draining') c.flush();
+    if (reason === 'draining') {
+      this.#o.hub.distribute();
+      c.flush();
+    }
     this.#forget(c, reason);
     c.close(closeCodeOf(reason), reason);
   }

@@ -203,4 +203,52 @@ describe('delivery', () => {
     await c.request({ type: 'ping' });
     assert.equal(c.messages().some((m) => m.data === 'never'), false);
   });
+
+  test('order - channel, user and all messages reach a connection in the order they were accepted', async () => {
+    const a = await t.connect('mixer', { channels: ['*'] });
+    const b = await t.connect('mixer-2', { channels: ['*'] });
+    await a.subscribe('mix-1');
+    await a.subscribe('mix-2');
+    await b.subscribe('mix-1');
+    // Runs of one channel (which join one fan-out batch) broken by the other channel, users and all.
+    const plan: unknown[] = [];
+    const targets = [
+      { channels: ['mix-1'] },
+      { channels: ['mix-1'] },
+      { users: ['mixer'] },
+      { channels: ['mix-1'] },
+      { channels: ['mix-2'] },
+      { channels: ['mix-1'] },
+      { all: true },
+      { channels: ['mix-1', 'mix-2'] },
+      { users: ['mixer', 'mixer-2'] },
+      { channels: ['mix-1'] },
+    ];
+    for (let i = 0; i < 40; i++) plan.push({ to: targets[i % targets.length], data: i });
+    const r = await t.api('POST', '/v1/apps/acme/messages/batch', { messages: plan });
+    assert.equal(r.status, 202);
+    // Single publishes in flight together, each its own request.
+    const singles = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => t.publish({ to: targets[i % targets.length], data: 100 + i })),
+    );
+    assert.ok(singles.every((s) => s.status === 202));
+    const last = [...r.body.ids, ...singles.map((s) => s.body.id)].sort((x: string, y: string) => (BigInt(x) < BigInt(y) ? -1 : 1)).at(-1);
+    await a.next((f) => f.id === last);
+    await b.request({ type: 'ping' });
+    for (const c of [a, b]) {
+      const ids = c.messages().map((m) => BigInt(m.id));
+      assert.ok(ids.length > 0);
+      assert.ok(ids.every((id, i) => i === 0 || id >= ids[i - 1]!), 'ids never go down');
+    }
+    // Each connection got exactly its copies: a is in both channels, b only in mix-1.
+    const copies = (c: typeof a, wanted: (to: any) => number): void => {
+      const expected = [...plan, ...singles.map((_, i) => ({ to: targets[i % targets.length], data: 100 + i }))].reduce(
+        (n: number, m: any) => n + wanted(m.to),
+        0,
+      );
+      assert.equal(c.messages().length, expected);
+    };
+    copies(a, (to) => (to.all ? 1 : to.users ? Number(to.users.includes('mixer')) : to.channels.length));
+    copies(b, (to) => (to.all ? 1 : to.users ? Number(to.users.includes('mixer-2')) : Number(to.channels.includes('mix-1'))));
+  });
 });
