@@ -32,6 +32,8 @@ export interface IdleRun {
   readonly connectsPerSecond: number;
   /** Server CPU (user + system) per connection opened, µs: the server's own cost of a connection. */
   readonly serverCpuMicros: number;
+  /** The part of it spent in the kernel (system time), µs per connection. */
+  readonly serverSystemMicros: number;
   readonly rssBeforeMiB: number;
   readonly rssAfterMiB: number;
   readonly bytesPerConnection: number;
@@ -95,6 +97,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       connectsPerSecond: connected / seconds,
       serverCpuMicros:
         cpuA === undefined || cpuB === undefined ? NaN : ((cpuB.user + cpuB.system - cpuA.user - cpuA.system) * 1e6) / connected,
+      serverSystemMicros: cpuA === undefined || cpuB === undefined ? NaN : ((cpuB.system - cpuA.system) * 1e6) / connected,
       rssBeforeMiB: rssBefore / 2 ** 20,
       rssAfterMiB: rssAfter / 2 ** 20,
       bytesPerConnection: (rssAfter - rssBefore) / connected,

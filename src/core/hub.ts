@@ -24,8 +24,11 @@ export interface Peer {
   readonly since: number;
   /** Transport name, such as `websocket`. */
   readonly transport: string;
-  /** Channels this peer is subscribed to; owned by the hub, `null` until the first subscribe. */
-  channels: Set<string> | null;
+  /**
+   * Channels this peer is subscribed to, owned by the hub: `null` for none,
+   * the name for one (most connections: no set to pay for), a set for more.
+   */
+  channels: string | Set<string> | null;
   /** Queue a frame for this peer. Must not throw. */
   push(frame: Outbound): void;
   /** Queue a batch of frames for this peer, in order. Must not throw. */
@@ -46,7 +49,8 @@ export interface AppCounters {
 
 class AppHub {
   readonly peers = new Set<Peer>();
-  readonly users = new Map<string, Set<Peer>>();
+  /** Each user's connections: the one connection itself, or a set when there are several. */
+  readonly users = new Map<string, Peer | Set<Peer>>();
   readonly channels = new Map<string, Set<Peer>>();
   subscriptions = 0;
   messagesIn = 0;
@@ -139,12 +143,10 @@ export class Hub {
     a.peers.add(peer);
     if (a.peers.size === 1) this.#watcher?.app(peer.app, true);
     this.#watcher?.peer(peer, true);
-    let devices = a.users.get(peer.user);
-    if (devices === undefined) {
-      devices = new Set();
-      a.users.set(peer.user, devices);
-    }
-    devices.add(peer);
+    const devices = a.users.get(peer.user);
+    if (devices === undefined) a.users.set(peer.user, peer);
+    else if (devices instanceof Set) devices.add(peer);
+    else a.users.set(peer.user, new Set([devices, peer]));
   }
 
   /** Forget a closed connection and its subscriptions. */
@@ -152,25 +154,39 @@ export class Hub {
     const a = this.#apps.get(peer.app);
     if (a === undefined || !a.peers.delete(peer)) return;
     const devices = a.users.get(peer.user);
-    if (devices !== undefined) {
-      devices.delete(peer);
-      if (devices.size === 0) a.users.delete(peer.user);
+    if (devices === peer) a.users.delete(peer.user);
+    else if (devices instanceof Set && devices.delete(peer) && devices.size === 1) {
+      a.users.set(peer.user, devices.values().next().value as Peer);
     }
-    if (peer.channels !== null) {
-      for (const ch of peer.channels) this.#unlink(a, peer, ch);
-      peer.channels = null;
-    }
+    const chs = peer.channels;
+    if (typeof chs === 'string') this.#unlink(a, peer, chs);
+    else if (chs !== null) for (const ch of chs) this.#unlink(a, peer, ch);
+    peer.channels = null;
     this.#watcher?.peer(peer, false);
     if (a.peers.size === 0) this.#watcher?.app(peer.app, false);
   }
 
+  /** Whether `peer` is subscribed to `channel`. */
+  subscribed(peer: Peer, channel: string): boolean {
+    const chs = peer.channels;
+    return chs === channel || (chs instanceof Set && chs.has(channel));
+  }
+
+  /** How many channels `peer` is subscribed to. */
+  subscriptionsOf(peer: Peer): number {
+    const chs = peer.channels;
+    return chs === null ? 0 : typeof chs === 'string' ? 1 : chs.size;
+  }
+
   /** Subscribe; false if already subscribed. */
   subscribe(peer: Peer, channel: string): boolean {
-    const a = this.#app(peer.app);
-    if (peer.channels === null) peer.channels = new Set();
-    if (peer.channels.has(channel)) return false;
+    if (this.subscribed(peer, channel)) return false;
     this.distribute();
-    peer.channels.add(channel);
+    const a = this.#app(peer.app);
+    const chs = peer.channels;
+    if (chs === null) peer.channels = channel;
+    else if (typeof chs === 'string') peer.channels = new Set([chs, channel]);
+    else chs.add(channel);
     let subs = a.channels.get(channel);
     if (subs === undefined) {
       subs = new Set();
@@ -184,9 +200,11 @@ export class Hub {
 
   /** Unsubscribe; false if not subscribed. */
   unsubscribe(peer: Peer, channel: string): boolean {
-    if (peer.channels === null || !peer.channels.has(channel)) return false;
+    if (!this.subscribed(peer, channel)) return false;
     this.distribute();
-    peer.channels.delete(channel);
+    const chs = peer.channels!;
+    if (typeof chs === 'string') peer.channels = null;
+    else if (chs.delete(channel) && chs.size === 1) peer.channels = chs.values().next().value as string;
     this.#unlink(this.#app(peer.app), peer, channel);
     return true;
   }
@@ -229,11 +247,17 @@ export class Hub {
         frame ??= messageFrame(env);
         const count = env.unread?.[u];
         const unread = count === undefined ? undefined : unreadFrame(count);
-        for (const p of devices) {
-          p.push(frame);
-          if (unread !== undefined) p.push(unread);
+        if (devices instanceof Set) {
+          for (const p of devices) {
+            p.push(frame);
+            if (unread !== undefined) p.push(unread);
+          }
+          n += devices.size;
+        } else {
+          devices.push(frame);
+          if (unread !== undefined) devices.push(unread);
+          n++;
         }
-        n += devices.size;
       }
       a.messagesOut += n;
     } else if (a.peers.size > 0) {
@@ -247,13 +271,14 @@ export class Hub {
     if (devices === undefined) return;
     this.distribute();
     const frame = unreadFrame(count);
-    for (const p of devices) p.push(frame);
+    if (devices instanceof Set) for (const p of devices) p.push(frame);
+    else devices.push(frame);
   }
 
   /** Every connection of `user`, on this node. */
   devices(app: string, user: string): readonly Peer[] {
     const d = this.#apps.get(app)?.users.get(user);
-    return d === undefined ? [] : [...d];
+    return d === undefined ? [] : d instanceof Set ? [...d] : [d];
   }
 
   /** Connections of `app` on this node. */

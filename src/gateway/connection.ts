@@ -49,7 +49,7 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   app = '';
   user = '';
   since = 0;
-  channels: Set<string> | null = null;
+  channels: string | Set<string> | null = null;
   /** Subscribe patterns from the token, or null. */
   patterns: readonly string[] | null = null;
   /** Token expiry, ms since the epoch. */

@@ -174,10 +174,11 @@ export class WebSocketGateway {
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
-    const url = new URL(req.url ?? '/', 'http://x');
+    const path = req.url ?? '';
+    const q = path.indexOf('?');
     let grant: Grant;
     try {
-      grant = await this.#tokens.verify(url.searchParams.get('token'), this.#o.keyOf);
+      grant = await this.#tokens.verify(q < 0 ? null : new URLSearchParams(path.slice(q + 1)).get('token'), this.#o.keyOf);
     } catch (err) {
       if (err instanceof SilkError) return refuse(socket, err);
       throw err;
@@ -311,13 +312,14 @@ export class WebSocketGateway {
     if (!allows(c.patterns, channel)) {
       return this.#reject(c, new FrameError('forbidden_channel', `the token does not allow channel ${channel}`, id));
     }
-    if (c.channels !== null && !c.channels.has(channel) && c.channels.size >= this.#o.limits.maxSubscriptionsPerConnection) {
+    const hub = this.#o.hub;
+    if (!hub.subscribed(c, channel) && hub.subscriptionsOf(c) >= this.#o.limits.maxSubscriptionsPerConnection) {
       return this.#reject(
         c,
         new FrameError('too_many_subscriptions', `at most ${this.#o.limits.maxSubscriptionsPerConnection} subscriptions`, id),
       );
     }
-    this.#o.hub.subscribe(c, channel);
+    hub.subscribe(c, channel);
     if (since === undefined) return c.direct(replyFrame(id));
     this.#catchups.recover(c, id, channel, since);
   }

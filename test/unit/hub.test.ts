@@ -9,7 +9,7 @@ class Recorder implements Peer {
   readonly app = 'app';
   readonly since = 0;
   readonly transport = 'test';
-  channels: Set<string> | null = null;
+  channels: string | Set<string> | null = null;
   readonly got: string[] = [];
   batches = 0;
   constructor(readonly user: string) {
@@ -101,5 +101,37 @@ describe('hub', () => {
     assert.deepEqual(p.got, []);
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(p.got, ['soon']);
+  });
+
+  test('subscriptions and devices: one, several, and back to none', () => {
+    const hub = new Hub();
+    hub.onPending(() => {});
+    const phone = new Recorder('u');
+    const laptop = new Recorder('u');
+    hub.add(phone);
+    hub.add(laptop);
+    for (const ch of ['a', 'b', 'c']) assert.equal(hub.subscribe(phone, ch), true);
+    assert.equal(hub.subscribe(phone, 'b'), false, 'already subscribed');
+    assert.equal(hub.subscriptionsOf(phone), 3);
+    assert.equal(hub.unsubscribe(phone, 'a'), true);
+    assert.equal(hub.unsubscribe(phone, 'a'), false);
+    assert.equal(hub.unsubscribe(phone, 'c'), true);
+    assert.equal(hub.subscribed(phone, 'b'), true);
+    assert.equal(hub.subscribed(phone, 'c'), false);
+    assert.equal(hub.subscriptionsOf(phone), 1);
+    hub.subscribe(laptop, 'b');
+    assert.deepEqual(hub.counters('app'), { connections: 2, users: 1, channels: 1, subscriptions: 2, messagesIn: 0, messagesOut: 0 });
+    assert.equal(hub.devices('app', 'u').length, 2);
+    hub.deliver(env({ users: ['u'] }, 'to-both'));
+    hub.remove(phone);
+    assert.deepEqual(hub.devices('app', 'u'), [laptop]);
+    hub.deliver(env({ users: ['u'] }, 'to-laptop'));
+    hub.deliver(env({ channels: ['b'] }, 'on-b'));
+    hub.distribute();
+    assert.deepEqual(phone.got, ['to-both']);
+    assert.deepEqual(laptop.got, ['to-both', 'to-laptop', 'on-b']);
+    hub.remove(laptop);
+    assert.deepEqual(hub.devices('app', 'u'), []);
+    assert.deepEqual(hub.counters('app'), { connections: 0, users: 0, channels: 0, subscriptions: 0, messagesIn: 0, messagesOut: 4 });
   });
 });

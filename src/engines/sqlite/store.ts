@@ -307,8 +307,10 @@ export class SqliteStore implements Store {
     const key = app + '\u0000' + user;
     let t = this.#totals.get(key);
     if (t === undefined) {
-      t = s.totalsGet.get(app, user) ?? { count: 0, bytes: 0, next: null };
-      this.#cacheTotals(key, t);
+      const row = s.totalsGet.get(app, user);
+      // An empty inbox read on connect is not remembered: most users have one, and each would cost memory.
+      if (row !== undefined) this.#cacheTotals(key, row);
+      t = row ?? { count: 0, bytes: 0, next: null };
     }
     t = { count: t.count, bytes: t.bytes, next: t.next };
     if (t.next === null || t.next > now) return t;
