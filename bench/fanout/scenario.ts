@@ -23,6 +23,8 @@ export interface FanoutRun {
   readonly system: string;
   /** Messages/s the publisher was paced at; absent for saturation runs. */
   readonly pacedRate?: number;
+  /** Saturation runs: the end-to-end window, when it is the tight one (latency at saturation), not the main one. */
+  readonly tightWindow?: number;
   readonly subscribers: number;
   readonly repeat: number;
   readonly deliveriesPerSecond: number;
@@ -47,9 +49,12 @@ interface Options {
   readonly inflight: number;
   /** Sizes that also get a latency run at half of Silk's maximum rate. */
   readonly pacedSizes: number[];
+  /** Sizes that also get a saturation run with the small window `tightWindow`: latency when the server is just kept busy. */
+  readonly tightSizes: number[];
+  readonly tightWindow: number;
 }
 
-async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options, pacedRate?: number): Promise<FanoutRun> {
+async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options, pacedRate?: number, tightWindow?: number): Promise<FanoutRun> {
   const pin = canPin();
   const notes: string[] = [];
   const { child: server, port } = await startSystem(spec, pin ? 0 : undefined);
@@ -103,7 +108,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
       headers: spec.publishHeaders,
       channel: BENCH_CHANNEL,
       inflight: o.inflight,
-      window: pacedRate === undefined ? o.window : 0,
+      window: pacedRate !== undefined ? 0 : tightWindow ?? o.window,
       rate: pacedRate ?? 0,
       startAt,
       t0,
@@ -154,6 +159,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
     return {
       system: spec.name,
       ...(pacedRate !== undefined ? { pacedRate } : {}),
+      ...(tightWindow !== undefined ? { tightWindow } : {}),
       subscribers,
       repeat,
       deliveriesPerSecond: inWindow / seconds,
@@ -181,8 +187,8 @@ function framesPerWrite(r: FanoutRun): number {
 }
 
 /** The summary table: one row per system and size, medians with min–max. */
-export function fanoutTable(all: readonly FanoutRun[]): string {
-  const runs = all.filter((r) => r.pacedRate === undefined);
+export function fanoutTable(all: readonly FanoutRun[], tight = false): string {
+  const runs = all.filter((r) => r.pacedRate === undefined && (r.tightWindow !== undefined) === tight);
   const rows: string[][] = [];
   const sizes = [...new Set(runs.map((r) => r.subscribers))];
   const systems = [...new Set(runs.map((r) => r.system))];
@@ -194,7 +200,7 @@ export function fanoutTable(all: readonly FanoutRun[]): string {
       const d = spread(rs.map((r) => r.deliveriesPerSecond));
       const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
       rows.push([
-        String(n),
+        tight ? `${n}, ${rs[0]!.tightWindow}` : String(n),
         s,
         fmtSpread(d),
         s === 'silk' || silk.n === 0 ? '' : (silk.median / d.median).toFixed(2) + '×',
@@ -210,7 +216,7 @@ export function fanoutTable(all: readonly FanoutRun[]): string {
     }
   }
   return table(
-    ['subs', 'system', 'deliveries/s', 'silk ÷', 'p50 ms', 'p99 ms', 'server CPU', 'RSS MiB', 'loop p99 ms', 'GC max ms', 'frames/write', 'complete'],
+    [tight ? 'subs, window' : 'subs', 'system', 'deliveries/s', 'silk ÷', 'p50 ms', 'p99 ms', 'server CPU', 'RSS MiB', 'loop p99 ms', 'GC max ms', 'frames/write', 'complete'],
     rows,
   );
 }
@@ -242,10 +248,11 @@ export function pacedTable(all: readonly FanoutRun[]): string {
 }
 
 /** The charts of a fan-out results file. */
-export function fanoutCharts(d: { machine: Machine; date: string; options: { systems: string[]; sizes: number[]; pacedSizes: number[] }; runs: FanoutRun[] }): { file: string; chart: BarChart }[] {
+export function fanoutCharts(d: { machine: Machine; date: string; options: { systems: string[]; sizes: number[]; pacedSizes: number[]; tightSizes?: number[]; tightWindow?: number }; runs: FanoutRun[] }): { file: string; chart: BarChart }[] {
   const where = `${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`;
   const systems = d.options.systems;
-  const sat = d.runs.filter((r) => r.pacedRate === undefined);
+  const sat = d.runs.filter((r) => r.pacedRate === undefined && r.tightWindow === undefined);
+  const tight = (d.options.tightSizes ?? []).filter((n) => d.runs.some((r) => r.subscribers === n && r.tightWindow !== undefined));
   const groups = d.options.sizes.map((n) => ({ label: `${n.toLocaleString('en')} subscribers`, match: (r: FanoutRun) => r.subscribers === n }));
   return [
     {
@@ -256,15 +263,20 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
       file: `${ROOT}/${CHARTS_DIR}/fanout-latency.png`,
       chart: {
         title: 'Channel fan-out: p99 end-to-end latency, ms (log scale)',
-        subtitle: `at saturation, and paced at half of Silk's maximum rate; ${where}`,
+        subtitle: `at saturation (window ${d.options.tightWindow ?? '–'} where marked), and paced at half of Silk's maximum rate; ${where}`,
         unit: 'ms',
         log: true,
-        groups: [...groups.map((g) => `${g.label}, saturated`), ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`)],
+        groups: [
+          ...groups.map((g) => `${g.label}, saturated`),
+          ...tight.map((n) => `${n.toLocaleString('en')}, saturated, window ${d.options.tightWindow}`),
+          ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`),
+        ],
         series: seriesOf(
           d.runs,
           systems,
           [
-            ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined })),
+            ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined && r.tightWindow === undefined })),
+            ...tight.map((n) => ({ label: `w${n}`, match: (r: FanoutRun) => r.subscribers === n && r.tightWindow !== undefined })),
             ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined })),
           ],
           (r) => r.system,
@@ -279,7 +291,8 @@ export const fanout: Scenario = {
   name: 'fanout',
   summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws and Socket.IO',
   usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws,socketio] [--seconds 8] [--warmup 2]
-       [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000] [--quick] [--out FILE]`,
+       [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000] [--tight-sizes 10000]
+       [--tight-window 20] [--quick] [--out FILE]`,
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -291,6 +304,8 @@ export const fanout: Scenario = {
         warmup: { type: 'string', default: '2' },
         repeats: { type: 'string', default: '3' },
         window: { type: 'string', default: '200' },
+        'tight-sizes': { type: 'string', default: '10000' },
+        'tight-window': { type: 'string', default: '20' },
         inflight: { type: 'string', default: '16' },
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
@@ -309,6 +324,9 @@ export const fanout: Scenario = {
       inflight: Number(values.inflight),
       // --quick: no paced runs unless asked for.
       pacedSizes: values['paced-sizes'] === '' || (quick && !argv.includes('--paced-sizes')) ? [] : values['paced-sizes'].split(',').map(Number),
+      // --quick: no tight-window runs unless asked for.
+      tightSizes: values['tight-sizes'] === '' || (quick && !argv.includes('--tight-sizes')) ? [] : values['tight-sizes'].split(',').map(Number),
+      tightWindow: Number(values['tight-window']),
     };
     // The runner itself shares the client CPU.
     if (canPin()) pinPid(process.pid, 1);
@@ -331,12 +349,26 @@ export const fanout: Scenario = {
             report(run);
           }
         }
-        const silk = spread(runs.filter((r) => r.subscribers === n && r.system === 'silk' && r.pacedRate === undefined).map((r) => r.messagesPerSecond));
+        if (o.tightSizes.includes(n)) {
+          for (let r = 0; r < o.repeats; r++) {
+            for (const spec of o.systems) {
+              process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, window ${o.tightWindow}, run ${r + 1}/${o.repeats}\n`);
+              const run = await oneRun(spec, n, r, o, undefined, o.tightWindow);
+              runs.push(run);
+              report(run);
+            }
+          }
+        }
+        const silk = spread(
+          runs.filter((r) => r.subscribers === n && r.system === 'silk' && r.pacedRate === undefined && r.tightWindow === undefined).map((r) => r.messagesPerSecond),
+        );
         if (!o.pacedSizes.includes(n) || silk.n === 0) continue;
         const rate = Math.round(silk.median / 2);
         // A system whose maximum is below the pace would only queue without bound: its latency is not defined there.
         const able = o.systems.filter((spec) => {
-          const max = spread(runs.filter((r) => r.subscribers === n && r.system === spec.name && r.pacedRate === undefined).map((r) => r.messagesPerSecond));
+          const max = spread(
+            runs.filter((r) => r.subscribers === n && r.system === spec.name && r.pacedRate === undefined && r.tightWindow === undefined).map((r) => r.messagesPerSecond),
+          );
           if (max.n > 0 && max.median >= rate) return true;
           process.stderr.write(`fanout: ${spec.name} is left out of the paced runs: its maximum, ${si(max.median)} messages/s, is below ${si(rate)}\n`);
           return false;
@@ -357,6 +389,9 @@ export const fanout: Scenario = {
     const file = writeResult('fanout', { scenario: 'fanout', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
     process.stdout.write(`\nfan-out on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(fanoutTable(runs) + '\n\n');
+    if (runs.some((r) => r.tightWindow !== undefined)) {
+      process.stdout.write(`latency at saturation with a window of ${o.tightWindow} messages:\n\n${fanoutTable(runs, true)}\n\n`);
+    }
     if (runs.some((r) => r.pacedRate !== undefined)) {
       process.stdout.write(`latency at half of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
     }
