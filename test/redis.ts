@@ -24,6 +24,24 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** A free port whose cluster bus port (the port + 10000) is a valid port and free too. */
+async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10000 > 65535) continue;
+    const bus = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      bus.once('error', () => resolve(false));
+      bus.listen(port + 10000, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      bus.close();
+      await once(bus, 'close');
+      return port;
+    }
+  }
+}
+
 export class RedisServer {
   readonly port: number;
   readonly dir: string;
@@ -41,7 +59,7 @@ export class RedisServer {
    * append-only file with fsync every write (what Silk's durability needs).
    */
   static async start(opts: { persist?: boolean; cluster?: boolean; port?: number } = {}): Promise<RedisServer> {
-    const port = opts.port ?? (await freePort());
+    const port = opts.port ?? (opts.cluster ? await freeClusterPort() : await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
     const args = [
       '--port', String(port),
@@ -54,7 +72,12 @@ export class RedisServer {
       ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
     ];
     const r = new RedisServer(port, dir, args);
-    await r.restart();
+    try {
+      await r.restart();
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
     return r;
   }
 
@@ -80,6 +103,7 @@ export class RedisServer {
       if (proc.exitCode !== null) throw new Error(`redis-server on ${this.port} exited with ${proc.exitCode}`);
       await new Promise((r) => setTimeout(r, 25));
     }
+    await this.stop();
     throw new Error(`redis-server on ${this.port} did not answer`);
   }
 
@@ -105,14 +129,23 @@ export class RedisServer {
 
 /** Three masters, no replicas, all slots assigned; resolves once the cluster says ok. */
 export async function startCluster(): Promise<RedisServer[]> {
-  const nodes = await Promise.all([0, 1, 2].map(() => RedisServer.start({ cluster: true })));
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
-  for (let i = 0; i < 200; i++) {
-    const states = await Promise.all(nodes.map((n) => n.cli('cluster', 'info')));
-    if (states.every((s) => s.includes('cluster_state:ok'))) return nodes;
-    await new Promise((r) => setTimeout(r, 50));
+  const started = await Promise.allSettled([0, 1, 2].map(() => RedisServer.start({ cluster: true })));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  try {
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
+    for (let i = 0; i < 200; i++) {
+      const states = await Promise.all(nodes.map((n) => n.cli('cluster', 'info')));
+      if (states.every((s) => s.includes('cluster_state:ok'))) return nodes;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the cluster did not come up');
+  } catch (err) {
+    // Leave no redis-server behind: a live child would keep the test process from exiting.
+    await Promise.all(nodes.map((n) => n.destroy()));
+    throw err;
   }
-  throw new Error('the cluster did not come up');
 }
 
 /** A Sentinel watching `master` under the name `name`; returns the process and its port. */
