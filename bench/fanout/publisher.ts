@@ -18,6 +18,9 @@ import { serveParent } from '../lib/proc.js';
 import { Histogram, type HistogramData } from '../lib/stats.js';
 import type { SystemMode } from './clients.js';
 
+/** How long the probe waits for each step of its handshake. */
+const PROBE_TIMEOUT_MS = 60_000;
+
 export interface ProbeArgs {
   readonly host: string;
   readonly port: number;
@@ -96,12 +99,13 @@ async function openProbe(a: ProbeArgs): Promise<boolean> {
     { host: a.host, port: a.port, path, ...(a.localAddress !== undefined ? { localAddress: a.localAddress } : {}) },
     { message: () => wake() },
   );
-  if (a.mode === 'socketio') await socketioConnect(probe);
+  // A server still busy with thousands of fresh connections (Socket.IO at 10,000) can take a while to answer.
+  if (a.mode === 'socketio') await socketioConnect(probe, PROBE_TIMEOUT_MS);
   if (a.mode === 'silk') {
-    const welcome = await probe.nextControl();
+    const welcome = await probe.nextControl(PROBE_TIMEOUT_MS);
     if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`probe: expected welcome, got ${welcome}`);
     probe.sendText(JSON.stringify({ type: 'subscribe', id: 1, channel: a.channel }));
-    const reply = await probe.nextControl();
+    const reply = await probe.nextControl(PROBE_TIMEOUT_MS);
     if (!reply.startsWith('{"type":"reply"')) throw new Error(`probe: subscribe failed: ${reply}`);
   }
   return true;

@@ -94,7 +94,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
       app: BENCH_APP.id,
       secret: BENCH_APP.secret,
       channel: BENCH_CHANNEL,
-    });
+    }, 150_000);
 
     const startAt = now() + 200;
     const t0 = startAt + o.warmup * 1000;
@@ -338,24 +338,38 @@ export const fanout: Scenario = {
           '\n',
       );
     };
+    // A run that fails (a baseline that stops answering, say) is reported and left out; the others go on.
+    const failures: string[] = [];
+    const tryRun = async (run: () => Promise<FanoutRun>, what: string): Promise<FanoutRun | undefined> => {
+      try {
+        return await run();
+      } catch (err) {
+        const why = `${what}: ${(err as Error).message}`;
+        failures.push(why);
+        process.stderr.write(`  failed: ${why}\n`);
+        await stopAll();
+        return undefined;
+      }
+    };
+    const attempt = (run: FanoutRun | undefined): void => {
+      if (run === undefined) return;
+      runs.push(run);
+      report(run);
+    };
     try {
       for (const n of o.sizes) {
         for (let r = 0; r < o.repeats; r++) {
           // Interleave systems within each repeat (A B C A B C …) so drift hits all alike.
           for (const spec of o.systems) {
             process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, run ${r + 1}/${o.repeats}\n`);
-            const run = await oneRun(spec, n, r, o);
-            runs.push(run);
-            report(run);
+            attempt(await tryRun(() => oneRun(spec, n, r, o), `${spec.name}, ${n} subscribers`));
           }
         }
         if (o.tightSizes.includes(n)) {
           for (let r = 0; r < o.repeats; r++) {
             for (const spec of o.systems) {
               process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, window ${o.tightWindow}, run ${r + 1}/${o.repeats}\n`);
-              const run = await oneRun(spec, n, r, o, undefined, o.tightWindow);
-              runs.push(run);
-              report(run);
+              attempt(await tryRun(() => oneRun(spec, n, r, o, undefined, o.tightWindow), `${spec.name}, ${n} subscribers, window ${o.tightWindow}`));
             }
           }
         }
@@ -376,9 +390,7 @@ export const fanout: Scenario = {
         for (let r = 0; r < o.repeats; r++) {
           for (const spec of able) {
             process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, paced at ${si(rate)} messages/s, run ${r + 1}/${o.repeats}\n`);
-            const run = await oneRun(spec, n, r, o, rate);
-            runs.push(run);
-            report(run);
+            attempt(await tryRun(() => oneRun(spec, n, r, o, rate), `${spec.name}, ${n} subscribers, paced`));
           }
         }
       }
@@ -386,9 +398,10 @@ export const fanout: Scenario = {
       await stopAll();
     }
     const m = machine(canPin());
-    const file = writeResult('fanout', { scenario: 'fanout', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs }, values.out);
+    const file = writeResult('fanout', { scenario: 'fanout', machine: m, options: { ...o, systems: o.systems.map((s) => s.name) }, runs, failures }, values.out);
     process.stdout.write(`\nfan-out on ${m.cpuModel}, ${m.nproc} CPUs, Node ${m.node}${m.pinned ? ', server on CPU 0, load on CPU 1' : ''}\n\n`);
     process.stdout.write(fanoutTable(runs) + '\n\n');
+    if (failures.length > 0) process.stdout.write(`runs that failed and are left out:\n${failures.map((f) => `- ${f}`).join('\n')}\n\n`);
     if (runs.some((r) => r.tightWindow !== undefined)) {
       process.stdout.write(`latency at saturation with a window of ${o.tightWindow} messages:\n\n${fanoutTable(runs, true)}\n\n`);
     }

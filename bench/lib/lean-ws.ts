@@ -274,12 +274,12 @@ export const KEY_T = 0x74; // 't'
 export const KEY_S = 0x73; // 's'
 
 /** Socket.IO 4: wait for the Engine.IO open packet, connect to the main namespace. */
-export async function socketioConnect(c: LeanConn): Promise<void> {
+export async function socketioConnect(c: LeanConn, timeoutMs = 10_000): Promise<void> {
   try {
-    const open = await c.nextControl();
+    const open = await c.nextControl(timeoutMs);
     if (!open.startsWith('0{')) throw new Error(`expected an Engine.IO open packet, got ${open.slice(0, 120)}`);
     c.sendText('40');
-    const joined = await c.nextControl();
+    const joined = await c.nextControl(timeoutMs);
     if (!joined.startsWith('40')) throw new Error(`namespace connect failed: ${joined.slice(0, 120)}`);
   } catch (err) {
     c.destroy();
