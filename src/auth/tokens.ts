@@ -127,7 +127,7 @@ export class TokenCache {
     if (this.#max > 0 && key !== undefined && grant.expires > now) {
       if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
       // A copy of the token: the string handed in is often a slice of the request URL, which it would keep alive.
-      this.#entries.set(Buffer.from(token as string, 'latin1').toString('latin1'), { grant, key });
+      this.#entries.set(Buffer.from(token as string).toString(), { grant, key });
     }
     return grant;
   }

@@ -267,9 +267,9 @@ export class Hub {
 
   /** Tell every device of `user` on this node its unread count. */
   unread(app: string, user: string, count: number): void {
+    this.distribute();
     const devices = this.#apps.get(app)?.users.get(user);
     if (devices === undefined) return;
-    this.distribute();
     const frame = unreadFrame(count);
     if (devices instanceof Set) for (const p of devices) p.push(frame);
     else devices.push(frame);

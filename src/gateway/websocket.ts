@@ -237,6 +237,10 @@ export class WebSocketGateway {
 
   /** A catch-up ended: handle the client frames that waited, until one starts another catch-up. */
   #resume(c: WsConnection): void {
+    // Live frames still in the hub's fan-out batches reach the connection while it is held back,
+    // so the ones the catch-up already sent are dropped rather than sent twice.
+    this.#o.hub.distribute();
+    if (!c.live) return;
     const waiting = c.endCatchup();
     for (let i = 0; i < waiting.length; i++) {
       if (!c.live) return;
@@ -350,6 +354,8 @@ export class WebSocketGateway {
     if (!c.live) return;
     if (reason === 'draining') {
       this.#o.hub.distribute();
+      // Distributing can close it (over its outbound limit): then it is already gone.
+      if (!c.live) return;
       c.flush();
     }
     this.#forget(c, reason);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { DEFAULT_LIMITS } from '../../src/config.js';
-import type { HistoryPage } from '../../src/core/store.js';
+import type { HistoryPage, WriteRequest, WriteResult } from '../../src/core/store.js';
 import { SqliteStore } from '../../src/engines/sqlite/store.js';
 import { APP_B, eventually, startTestNode, tempDir, type Client, type TestNode } from '../helpers.js';
 
@@ -12,9 +12,21 @@ import { APP_B, eventually, startTestNode, tempDir, type Client, type TestNode }
  */
 class SlowHistoryStore extends SqliteStore {
   gate: Promise<void> | undefined;
+  /** Called when a history read reaches the gate. */
+  onHistory: (() => void) | undefined;
+  /** Called once, right after the next write is queued (so a history read released by it joins the same group commit). */
+  onWrite: (() => void) | undefined;
   override async history(app: string, channel: string, since: string, limit: number): Promise<HistoryPage> {
+    this.onHistory?.();
     await this.gate;
     return super.history(app, channel, since, limit);
+  }
+  override write(req: WriteRequest): Promise<WriteResult> {
+    const done = super.write(req);
+    const hook = this.onWrite;
+    this.onWrite = undefined;
+    hook?.();
+    return done;
   }
 }
 
@@ -378,5 +390,26 @@ describe('durable - recovery racing live delivery', () => {
     const after = await t.publish({ to: { channels: ['race'] }, data: 'after', durable: true });
     await again.next((f) => f.id === after.body.id);
     assert.deepEqual(again.messages().map((m) => m.id), [...missed, ...during, ephemeral.body.id, after.body.id]);
+  });
+
+  test('recovery - a message stored in the same commit as the history read arrives once, not again live', async () => {
+    const c = await t.connect('same-turn', { channels: ['*'] });
+    await c.subscribe('turn');
+    const [seen] = await publishMany(t, () => ({ to: { channels: ['turn'] }, data: 'seen', durable: true }), 1);
+    await c.next((f) => f.id === seen);
+    let release!: () => void;
+    store.gate = new Promise((r) => (release = r));
+    const waiting = new Promise<void>((r) => (store.onHistory = r));
+    const reply = c.request({ type: 'subscribe', channel: 'turn', since: seen });
+    await waiting;
+    store.onHistory = undefined;
+    // The read is released as the next message is queued for writing: both run in one group
+    // commit, so the read finds the message while its live copy is still on its way out.
+    store.onWrite = release;
+    const m = await t.publish({ to: { channels: ['turn'] }, data: 'm', durable: true });
+    assert.equal((await reply).recovered, true);
+    const after = await t.publish({ to: { channels: ['turn'] }, data: 'after' });
+    await c.next((f) => f.id === after.body.id);
+    assert.deepEqual(c.messages().map((f) => f.id), [seen, m.body.id, after.body.id]);
   });
 });
