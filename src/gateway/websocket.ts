@@ -166,19 +166,21 @@ export class WebSocketGateway {
   /** Handle an HTTP upgrade request for {@link CONNECT_PATH}. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore);
-    this.#upgrade(req, socket, head).catch((err: unknown) => {
+    try {
+      this.#upgrade(req, socket, head);
+    } catch (err) {
       this.#o.logger.error({ err }, 'upgrade failed');
       if (!socket.destroyed) refuse(socket, new SilkError('internal', 'upgrade failed'));
-    });
+    }
   }
 
-  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
     const path = req.url ?? '';
     const q = path.indexOf('?');
     let grant: Grant;
     try {
-      grant = await this.#tokens.verify(q < 0 ? null : new URLSearchParams(path.slice(q + 1)).get('token'), this.#o.keyOf);
+      grant = this.#tokens.verify(q < 0 ? null : new URLSearchParams(path.slice(q + 1)).get('token'), this.#o.keyOf);
     } catch (err) {
       if (err instanceof SilkError) return refuse(socket, err);
       throw err;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { verifyToken, secretKey } from '../../src/auth/tokens.js';
+import { verifyToken, verifyKey } from '../../src/auth/tokens.js';
 import { APP_A, startTestNode, type TestNode } from '../helpers.js';
 
 const nodes: TestNode[] = [];
@@ -23,7 +23,8 @@ test('dev token - with dev on it mints a token for the first app and returns its
   const body = (await r.json()) as { app: string; user: string; token: string; apiKey: string };
   assert.equal(body.app, APP_A.id);
   assert.equal(body.apiKey, APP_A.apiKey);
-  const grant = await verifyToken(body.token, (app) => (app === APP_A.id ? secretKey(APP_A.secret) : undefined));
+  const key = verifyKey(APP_A.secret);
+  const grant = verifyToken(body.token, (app) => (app === APP_A.id ? key : undefined));
   assert.deepEqual([grant.user, grant.channels], ['dora', ['news']]);
   const bad = await fetch(t.url + '/v1/dev/token', { method: 'POST', body: JSON.stringify({ user: '' }) });
   assert.equal(bad.status, 400);

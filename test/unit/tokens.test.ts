@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
-import { secretKey, verifyKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
+import { verifyKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
 import { SilkError } from '../../src/core/errors.js';
 
-const KEY = secretKey('s3cret-for-the-cache-test');
+const KEY = verifyKey('s3cret-for-the-cache-test');
 const keyOf: KeyLookup = (app) => (app === 'a' ? KEY : undefined);
 
-async function code(p: Promise<unknown>): Promise<string> {
+function code(verify: () => unknown): string {
   try {
-    await p;
+    verify();
     return 'ok';
   } catch (err) {
     assert.ok(err instanceof SilkError, String(err));
@@ -19,9 +20,9 @@ async function code(p: Promise<unknown>): Promise<string> {
 test('a cached token gives the same grant without verifying again', async () => {
   const cache = new TokenCache(10);
   const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60, channels: ['news'] });
-  const first = await cache.verify(token, keyOf);
+  const first = cache.verify(token, keyOf);
   assert.equal(cache.size, 1);
-  const second = await cache.verify(token, keyOf);
+  const second = cache.verify(token, keyOf);
   assert.equal(second, first);
   assert.deepEqual(second, { app: 'a', user: 'u1', expires: first.expires, channels: ['news'] });
 });
@@ -29,42 +30,58 @@ test('a cached token gives the same grant without verifying again', async () => 
 test('a cached token past its expiry is refused', async () => {
   const cache = new TokenCache(10);
   const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
-  const grant = await cache.verify(token, keyOf);
-  assert.equal(await code(cache.verify(token, keyOf, grant.expires + 1)), 'token_expired');
+  const grant = cache.verify(token, keyOf);
+  assert.equal(code(() => cache.verify(token, keyOf, grant.expires + 1)), 'token_expired');
   assert.equal(cache.size, 0);
 });
 
 test('a cached token is verified again once its app signs with another key', async () => {
   const cache = new TokenCache(10);
   const token = await signToken({ app: 'a', user: 'u1', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
-  await cache.verify(token, keyOf);
-  const rotated: KeyLookup = (app) => (app === 'a' ? secretKey('another-secret-now') : undefined);
-  assert.equal(await code(cache.verify(token, rotated)), 'token_invalid');
+  cache.verify(token, keyOf);
+  const rotated: KeyLookup = (app) => (app === 'a' ? verifyKey('another-secret-now') : undefined);
+  assert.equal(code(() => cache.verify(token, rotated)), 'token_invalid');
   const removed: KeyLookup = () => undefined;
-  assert.equal(await code(cache.verify(token, removed)), 'app_not_found');
+  assert.equal(code(() => cache.verify(token, removed)), 'app_not_found');
 });
 
 test('refused tokens are never cached, and the cache stays within its bound', async () => {
   const cache = new TokenCache(3);
   const bad = await signToken({ app: 'a', user: 'u1', secret: 'wrong-secret', ttlSeconds: 60 });
-  assert.equal(await code(cache.verify(bad, keyOf)), 'token_invalid');
-  assert.equal(await code(cache.verify(bad, keyOf)), 'token_invalid');
-  assert.equal(await code(cache.verify('', keyOf)), 'token_missing');
+  assert.equal(code(() => cache.verify(bad, keyOf)), 'token_invalid');
+  assert.equal(code(() => cache.verify(bad, keyOf)), 'token_invalid');
+  assert.equal(code(() => cache.verify('', keyOf)), 'token_missing');
   assert.equal(cache.size, 0);
   const tokens = await Promise.all(
     [1, 2, 3, 4, 5].map((i) => signToken({ app: 'a', user: `u${i}`, secret: 's3cret-for-the-cache-test', ttlSeconds: 60 })),
   );
-  for (const t of tokens) await cache.verify(t, keyOf);
+  for (const t of tokens) cache.verify(t, keyOf);
   assert.equal(cache.size, 3);
   // The newest are kept and still answer.
-  assert.equal((await cache.verify(tokens[4], keyOf)).user, 'u5');
+  assert.equal((cache.verify(tokens[4], keyOf)).user, 'u5');
 });
 
 test('a verification key object accepts the app’s tokens and refuses others', async () => {
   const key = verifyKey('s3cret-for-the-cache-test');
   const lookup: KeyLookup = (app) => (app === 'a' ? key : undefined);
   const good = await signToken({ app: 'a', user: 'u7', secret: 's3cret-for-the-cache-test', ttlSeconds: 60 });
-  assert.equal((await verifyToken(good, lookup)).user, 'u7');
+  assert.equal((verifyToken(good, lookup)).user, 'u7');
   const forged = await signToken({ app: 'a', user: 'u7', secret: 'not-the-secret', ttlSeconds: 60 });
-  assert.equal(await code(verifyToken(forged, lookup)), 'token_invalid');
+  assert.equal(code(() => verifyToken(forged, lookup)), 'token_invalid');
+});
+
+test('tokens that are not yet valid, carry an unknown critical header or use another algorithm are refused', () => {
+  const secret = 's3cret-for-the-cache-test';
+  const hmac = (header: Record<string, unknown>, claims: Record<string, unknown>, hash = 'sha256'): string => {
+    const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    return `${input}.${createHmac(hash, secret).update(input).digest('base64url')}`;
+  };
+  const exp = Math.floor(Date.now() / 1000) + 60;
+  assert.equal(verifyToken(hmac({ alg: 'HS256', typ: 'JWT' }, { app: 'a', sub: 'u', exp }), keyOf).user, 'u');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 'u', exp, nbf: exp - 10 }), keyOf)), 'token_invalid');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS256', crit: ['x'], x: 1 }, { app: 'a', sub: 'u', exp }), keyOf)), 'token_invalid');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS384' }, { app: 'a', sub: 'u', exp }, 'sha384'), keyOf)), 'token_invalid');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 'u', exp: String(exp) }), keyOf)), 'token_invalid');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 'u', exp: exp - 120 }), keyOf)), 'token_expired');
+  assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 7, exp }), keyOf)), 'token_invalid');
 });
