@@ -46,7 +46,7 @@ test('a cached token is verified again once its app signs with another key', asy
 });
 
 test('refused tokens are never cached, and the cache stays within its bound', async () => {
-  const cache = new TokenCache(3);
+  const cache = new TokenCache(4);
   const bad = await signToken({ app: 'a', user: 'u1', secret: 'wrong-secret', ttlSeconds: 60 });
   assert.equal(code(() => cache.verify(bad, keyOf)), 'token_invalid');
   assert.equal(code(() => cache.verify(bad, keyOf)), 'token_invalid');
@@ -55,10 +55,15 @@ test('refused tokens are never cached, and the cache stays within its bound', as
   const tokens = await Promise.all(
     [1, 2, 3, 4, 5].map((i) => signToken({ app: 'a', user: `u${i}`, secret: 's3cret-for-the-cache-test', ttlSeconds: 60 })),
   );
-  for (const t of tokens) cache.verify(t, keyOf);
-  assert.equal(cache.size, 3);
-  // The newest are kept and still answer.
-  assert.equal((cache.verify(tokens[4], keyOf)).user, 'u5');
+  const grants = tokens.map((t) => cache.verify(t, keyOf));
+  assert.ok(cache.size <= 4, `size ${cache.size}`);
+  // The newest are kept (a hit returns the very grant cached), the oldest were dropped.
+  assert.equal(cache.verify(tokens[4], keyOf), grants[4]);
+  assert.equal(cache.verify(tokens[3], keyOf), grants[3]);
+  const again = cache.verify(tokens[0], keyOf);
+  assert.notEqual(again, grants[0]);
+  assert.deepEqual(again, grants[0]);
+  assert.ok(cache.size <= 4, `size ${cache.size}`);
 });
 
 test('a verification key object accepts the app’s tokens and refuses others', async () => {
