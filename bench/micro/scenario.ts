@@ -342,7 +342,7 @@ const NOTES = [
   'allows: half exact names, half prefix patterns; the hit matches the last pattern, so hit and miss both scan them all.',
   `hub: a real Hub with ${HUB_CHANNELS.toLocaleString('en')} channels of one subscriber each (${HUB_PEERS.toLocaleString('en')} plain-object peers, no sockets); ` +
     'lookup is subscriberCount(), the same two Map gets deliver() makes; keys in random order.',
-  'token: one HS256 token with two channel patterns; the cache hit path still awaits (verify() is async).',
+  'token: one HS256 token with two channel patterns; verification is synchronous, so neither path awaits.',
 ];
 
 /** Nanoseconds per op, readable: "41.2 ns", "3.10 µs". */
