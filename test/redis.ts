@@ -116,6 +116,16 @@ export class RedisServer {
     await gone;
   }
 
+  /** Freeze the process (SIGSTOP): its connections stay open and nothing is answered. */
+  pause(): void {
+    this.#proc?.kill('SIGSTOP');
+  }
+
+  /** Let a paused process run again (SIGCONT). */
+  resume(): void {
+    this.#proc?.kill('SIGCONT');
+  }
+
   async cli(...args: string[]): Promise<string> {
     const { stdout } = await run('redis-cli', ['-p', String(this.port), ...args]);
     return stdout.trim();

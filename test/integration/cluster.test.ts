@@ -7,6 +7,7 @@ import { SilkClient } from '../../sdk/src/node.js';
 import { subscribers, SilkCluster, type SilkProc } from '../cluster.js';
 import { APP_A, APP_B, eventually } from '../helpers.js';
 import { RedisServer } from '../redis.js';
+import { COMMAND_TIMEOUT_MS } from '../../src/engines/redis/client.js';
 
 describe('cluster on one Redis', { timeout: 120_000 }, () => {
   let redis: RedisServer;
@@ -194,6 +195,29 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     }, 10_000);
     const u = await n3.publish({ to: { users: ['survivor'] }, data: 'routed', durable: true });
     await c.next((f) => f.id === u.body.id);
+  });
+
+  test('redis stalls - a durable publish gets 503 once the command timeout passes, and works again when Redis answers', async () => {
+    const c = await n1.connect('patient', { channels: ['*'] });
+    redis.pause();
+    let resumed = false;
+    try {
+      const t0 = Date.now();
+      const r = await n2.publish({ to: { users: ['patient'] }, data: 'stalled', durable: true });
+      const waited = Date.now() - t0;
+      assert.equal(r.status, 503);
+      assert.equal(r.body.error.code, 'store_unavailable');
+      assert.ok(waited >= COMMAND_TIMEOUT_MS - 100 && waited < COMMAND_TIMEOUT_MS + 2000, `answered after ${waited} ms`);
+      assert.equal((await c.request({ type: 'ping' })).type, 'reply', 'the device is still connected');
+      redis.resume();
+      resumed = true;
+      // The stalled write may still have been applied when Redis woke: a retry with an idempotencyKey is the safe way.
+      const u = await n3.publish({ to: { users: ['patient'] }, data: 'after', durable: true });
+      assert.equal(u.status, 202);
+      await c.next((f) => f.id === u.body.id);
+    } finally {
+      if (!resumed) redis.resume();
+    }
   });
 
   test('redis restart under load - no acknowledged durable message is lost (AOF, appendfsync always)', async () => {

@@ -1,8 +1,9 @@
 /**
  * Connections to Redis from a {@link RedisConfig}: a command connection that
  * fails fast while Redis is unreachable (no offline queue: a durable publish
- * must answer 503 at once, not hang), and a subscriber for sharded pub/sub
- * that queues and resubscribes by itself across reconnects.
+ * must answer 503 at once, not hang) and gives up on a command Redis does
+ * not answer in {@link COMMAND_TIMEOUT_MS}, and a subscriber for sharded
+ * pub/sub that queues and resubscribes by itself across reconnects.
  */
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
@@ -11,6 +12,13 @@ import type { RedisConfig } from '../../config.js';
 export type RedisClient = Redis | Cluster;
 
 const RETRY = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000);
+
+/**
+ * Longest a command waits for its reply. Redis that stops answering without
+ * closing the connection (stalled, or a partition that drops packets) would
+ * otherwise hold every request until the connection is declared dead.
+ */
+export const COMMAND_TIMEOUT_MS = 3000;
 
 function nodesOf(urls: readonly string[]): { host: string; port: number }[] {
   return urls.map((u) => {
@@ -28,6 +36,8 @@ export function connect(config: RedisConfig, kind: 'command' | 'subscriber'): Re
     maxRetriesPerRequest: kind === 'command' ? 1 : null,
     enableAutoPipelining: kind === 'command',
     connectTimeout: 2000,
+    // The subscriber's commands (SSUBSCRIBE) wait for the connection instead.
+    ...(kind === 'command' ? { commandTimeout: COMMAND_TIMEOUT_MS } : {}),
   };
   if ('cluster' in config) {
     const opts: ClusterOptions = {
