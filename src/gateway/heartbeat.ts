@@ -3,6 +3,10 @@
  * slots that turns once per interval. Each tick visits one slot, so the
  * per-interval work (pings, liveness and token-expiry checks) is spread
  * evenly instead of bursting, and there is no timer per connection.
+ *
+ * A tick every {@link TICK_MS} keeps each burst small: with 16 slots, 10,000
+ * connections meant 625 pings (and then 625 pongs) at once every 1.6 s, and
+ * messages queued behind them waited 10–20 ms for their write.
  */
 
 /** A member of the wheel. */
@@ -11,10 +15,18 @@ export interface Beating {
   slot: number;
 }
 
-const SLOTS = 16;
+/** Aimed time between ticks, ms. */
+const TICK_MS = 100;
+const MIN_SLOTS = 16;
+const MAX_SLOTS = 600;
+
+/** Slots of a wheel that turns once per `intervalMs`: one per {@link TICK_MS}, within 16–600. */
+export function slotsFor(intervalMs: number): number {
+  return Math.min(MAX_SLOTS, Math.max(MIN_SLOTS, Math.round(intervalMs / TICK_MS)));
+}
 
 export class HeartbeatWheel<T extends Beating> {
-  readonly #slots: Set<T>[] = Array.from({ length: SLOTS }, () => new Set<T>());
+  readonly #slots: Set<T>[];
   readonly #visit: (member: T, now: number) => void;
   readonly #timer: NodeJS.Timeout;
   #cursor = 0;
@@ -26,12 +38,14 @@ export class HeartbeatWheel<T extends Beating> {
    */
   constructor(intervalMs: number, visit: (member: T, now: number) => void) {
     this.#visit = visit;
-    this.#timer = setInterval(() => this.#tick(), Math.max(1, intervalMs / SLOTS));
+    const slots = slotsFor(intervalMs);
+    this.#slots = Array.from({ length: slots }, () => new Set<T>());
+    this.#timer = setInterval(() => this.#tick(), Math.max(1, intervalMs / slots));
     this.#timer.unref();
   }
 
   add(member: T): void {
-    member.slot = this.#next++ % SLOTS;
+    member.slot = this.#next++ % this.#slots.length;
     this.#slots[member.slot]!.add(member);
   }
 
@@ -45,7 +59,7 @@ export class HeartbeatWheel<T extends Beating> {
 
   #tick(): void {
     const slot = this.#slots[this.#cursor]!;
-    this.#cursor = (this.#cursor + 1) % SLOTS;
+    this.#cursor = (this.#cursor + 1) % this.#slots.length;
     const now = Date.now();
     for (const m of slot) this.#visit(m, now);
   }

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { HeartbeatWheel, slotsFor, type Beating } from '../../src/gateway/heartbeat.js';
+
+test('the wheel has a slot per 100 ms of the interval, within 16–600 (as protocol.md says)', () => {
+  assert.equal(slotsFor(25_000), 250);
+  assert.equal(slotsFor(1_000), 16);
+  assert.equal(slotsFor(50), 16);
+  assert.equal(slotsFor(3_600_000), 600);
+});
+
+test('every member is visited once per interval, spread over the ticks', async () => {
+  const intervalMs = 3_200; // 32 slots, a tick every 100 ms
+  const members: Beating[] = Array.from({ length: 320 }, () => ({ slot: -1 }));
+  const visits = new Map<Beating, number>();
+  const perTick: number[] = [];
+  let lastTick = -1;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const start = Date.now();
+  const wheel = new HeartbeatWheel<Beating>(intervalMs, (m, now) => {
+    if (now !== lastTick) {
+      perTick.push(0);
+      lastTick = now;
+    }
+    perTick[perTick.length - 1]!++;
+    visits.set(m, (visits.get(m) ?? 0) + 1);
+    if (visits.size === members.length && [...visits.values()].every((n) => n >= 1)) done();
+  });
+  // The wheel's timer does not hold the process open; this one does, and bounds the test.
+  const guard = setTimeout(done, intervalMs + 3_000);
+  try {
+    for (const m of members) wheel.add(m);
+    await finished;
+    assert.equal(visits.size, members.length, 'every member visited');
+    assert.ok(Date.now() - start <= intervalMs + 1_000, 'all visited within about one interval');
+    assert.ok(Math.max(...perTick) <= 10, `at most 10 visits per tick, got ${Math.max(...perTick)}`);
+    assert.ok([...visits.values()].every((n) => n === 1), 'no member visited twice before all were visited once');
+  } finally {
+    clearTimeout(guard);
+    wheel.stop();
+  }
+});
