@@ -31,6 +31,10 @@ export interface UnicastPhase {
   readonly p99: number;
   readonly max: number;
   readonly serverCpu: number;
+  /** CPU of the load side (client processes and publisher, which share one CPU), % of one CPU. */
+  readonly loadCpu: number;
+  /** Publish request latency as the publisher saw it (sent to answered), ms: the server's answer, without delivery. */
+  readonly apiP99: number;
   readonly server: ServerStats | undefined;
   readonly notes: string[];
 }
@@ -89,13 +93,17 @@ async function phase(
   await sleep(t0 - now());
   await server.call('reset');
   const cpuA = cpuTime(server.pid);
+  const loadA = [...clients, publisher].map((c) => cpuTime(c.pid));
   await sleep(t1 - now());
   const cpuB = cpuTime(server.pid);
+  const loadB = [...clients, publisher].map((c) => cpuTime(c.pid));
   const stats = await server.call<ServerStats>('stats').catch(() => undefined);
   const pub = await running;
   // What was written by t1 may still be on its way: give the clients a moment.
   await sleep(Math.min(1000, o.seconds * 200));
   const hist = new Histogram();
+  const api = new Histogram();
+  api.add(pub.apiLatency);
   let inWindow = 0;
   const notes: string[] = [];
   for (const c of clients) {
@@ -113,6 +121,8 @@ async function phase(
     p99: hist.quantile(0.99),
     max: hist.maxMs,
     serverCpu: cpuPercent(cpuA, cpuB, o.seconds).total,
+    loadCpu: loadA.reduce((sum, a, i) => sum + cpuPercent(a, loadB[i], o.seconds).total, 0),
+    apiP99: api.quantile(0.99),
     server: stats,
     notes,
   };
@@ -278,7 +288,7 @@ export const unicast: Scenario = {
           runs.push(run);
           const notes = [...run.saturate.notes, ...run.paced.flatMap((p) => p.notes)];
           process.stderr.write(
-            `  max ${si(run.saturate.delivered)}/s (p99 ${run.saturate.p99.toFixed(1)} ms); p99 ${run.paced.map((p) => `${p.p99.toFixed(1)} ms at ${si(p.rate)}/s`).join(', ')}` +
+            `  max ${si(run.saturate.delivered)}/s (p99 ${run.saturate.p99.toFixed(1)} ms); p99 ${run.paced.map((p) => `${p.p99.toFixed(1)} ms at ${si(p.rate)}/s (API p99 ${p.apiP99.toFixed(1)} ms, load CPU ${p.loadCpu.toFixed(0)}%)`).join(', ')}` +
               (notes.length > 0 ? `\n  notes: ${notes.join(' | ')}` : '') +
               '\n',
           );
