@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { validateConfig } from '../src/config.js';
 import { startNode } from '../src/node.js';
 import { BENCH_APP } from './lib/bench-app.js';
-import { announce, instrumentServer } from './lib/server-probe.js';
+import { announce, flushDelayBuckets, instrumentServer } from './lib/server-probe.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,5 +44,8 @@ const config = validateConfig({
 });
 process.on('exit', () => rmSync(config.dataDir, { recursive: true, force: true }));
 const node = await startNode(config, { logger: pino({ level: config.logLevel }, pino.destination(2)) });
-instrumentServer(() => ({ ...node.written }));
+instrumentServer(() => ({ ...node.written }), {
+  // Cumulative counts of `silk_flush_delay_seconds`, by bucket bound (seconds), read off the node's own /metrics.
+  flushDelay: async () => flushDelayBuckets(await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text()),
+});
 announce({ system: 'silk', port: node.port, pid: process.pid });

@@ -3,9 +3,10 @@
  *
  * Hot-path counts live in plain integers (the hub's per-app counters and the
  * maps below) and are read when Prometheus scrapes, so delivering a message
- * never touches a metric object.
+ * never touches a metric object. The one histogram, the flush delay, gets
+ * one wait in 16 (the flusher samples them).
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from './core/errors.js';
 import type { Hub } from './core/hub.js';
 import type { GatewayEvents } from './gateway/websocket.js';
@@ -20,6 +21,7 @@ export class Metrics implements GatewayEvents {
   #storeErrors = 0;
   #busReceived = 0;
   #written: () => { writes: number; frames: number } = () => ({ writes: 0, frames: 0 });
+  readonly #flushDelay: Histogram;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
@@ -90,6 +92,12 @@ export class Metrics implements GatewayEvents {
     total('silk_store_errors_total', 'Store operations that failed (the request got store_unavailable).', () => this.#storeErrors);
     total('silk_bus_received_total', 'Messages and signals this node received from the bus (its own share included).', () => this.#busReceived);
     total('silk_socket_writes_total', 'Writes to client sockets (each carries one or more frames).', () => this.#written().writes);
+    this.#flushDelay = new Histogram({
+      name: 'silk_flush_delay_seconds',
+      help: 'Time frames wait in this process for their socket write, from the first frame queued for a connection to the write (one wait in 16 is sampled).',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [this.registry],
+    });
     total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#written().frames);
   }
 
@@ -123,6 +131,10 @@ export class Metrics implements GatewayEvents {
 
   opened(): void {
     this.#opened++;
+  }
+
+  flushDelay(ms: number): void {
+    this.#flushDelay.observe(ms / 1000);
   }
 
   /** The exposition text and its content type. */

@@ -79,3 +79,24 @@ export function announce(info: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(info) + '\n');
   if (process.send !== undefined && process.connected) process.send({ ready: true, ...info });
 }
+
+/** The cumulative buckets of Silk's `silk_flush_delay_seconds` in a metrics text: [bound in seconds, count]. */
+export function flushDelayBuckets(metrics: string): [number, number][] {
+  const out: [number, number][] = [];
+  for (const m of metrics.matchAll(/^silk_flush_delay_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)) {
+    out.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  }
+  return out;
+}
+
+/**
+ * The bucket bound (ms) under which a share `q` of the samples fell between
+ * two readings of cumulative buckets; undefined without samples.
+ */
+export function bucketQuantile(before: readonly [number, number][], after: readonly [number, number][], q: number): number | undefined {
+  const diff = after.map(([le, n], i) => [le, n - (before[i]?.[1] ?? 0)] as const);
+  const total = diff.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const found = diff.find(([, n]) => n >= q * total);
+  return found === undefined ? undefined : found[0] * 1000;
+}

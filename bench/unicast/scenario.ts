@@ -16,7 +16,7 @@ import { now } from '../lib/lean-ws.js';
 import { canPin, cpuPercent, cpuTime, pinPid, startChild, stopAll, type Child } from '../lib/proc.js';
 import { CHARTS_DIR, renderCharts, seriesOf, type BarChart } from '../lib/charts.js';
 import { machine, ROOT, script, sleep, writeResult, type Machine, type Scenario } from '../lib/scenario.js';
-import type { ServerStats } from '../lib/server-probe.js';
+import { bucketQuantile, type ServerStats } from '../lib/server-probe.js';
 import { fmtSpread, Histogram, si, spread, table } from '../lib/stats.js';
 import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
 import type { ClientResults, ConnectArgs, ConnectResult } from '../fanout/clients.js';
@@ -35,6 +35,11 @@ export interface UnicastPhase {
   readonly loadCpu: number;
   /** Publish request latency as the publisher saw it (sent to answered), ms: the server's answer, without delivery. */
   readonly apiP99: number;
+  /**
+   * Silk only: the bucket bound (ms) of the p99 of `silk_flush_delay_seconds` over the
+   * phase, the wait between a message being queued for a connection and its write.
+   */
+  readonly flushDelayP99?: number;
   readonly server: ServerStats | undefined;
   readonly notes: string[];
 }
@@ -92,12 +97,15 @@ async function phase(
   const running = publisher.call<RunResult>('run', run as unknown as Record<string, unknown>, (o.warmup + o.seconds) * 1000 + 60_000);
   await sleep(t0 - now());
   await server.call('reset');
+  const delayA = await server.call<[number, number][]>('flushDelay').catch(() => undefined);
   const cpuA = cpuTime(server.pid);
   const loadA = [...clients, publisher].map((c) => cpuTime(c.pid));
   await sleep(t1 - now());
   const cpuB = cpuTime(server.pid);
   const loadB = [...clients, publisher].map((c) => cpuTime(c.pid));
   const stats = await server.call<ServerStats>('stats').catch(() => undefined);
+  const delayB = delayA === undefined ? undefined : await server.call<[number, number][]>('flushDelay').catch(() => undefined);
+  const flushDelayP99 = delayA === undefined || delayB === undefined ? undefined : bucketQuantile(delayA, delayB, 0.99);
   const pub = await running;
   // What was written by t1 may still be on its way: give the clients a moment.
   await sleep(Math.min(1000, o.seconds * 200));
@@ -123,6 +131,7 @@ async function phase(
     serverCpu: cpuPercent(cpuA, cpuB, o.seconds).total,
     loadCpu: loadA.reduce((sum, a, i) => sum + cpuPercent(a, loadB[i], o.seconds).total, 0),
     apiP99: api.quantile(0.99),
+    ...(flushDelayP99 !== undefined ? { flushDelayP99 } : {}),
     server: stats,
     notes,
   };
@@ -288,7 +297,7 @@ export const unicast: Scenario = {
           runs.push(run);
           const notes = [...run.saturate.notes, ...run.paced.flatMap((p) => p.notes)];
           process.stderr.write(
-            `  max ${si(run.saturate.delivered)}/s (p99 ${run.saturate.p99.toFixed(1)} ms); p99 ${run.paced.map((p) => `${p.p99.toFixed(1)} ms at ${si(p.rate)}/s (API p99 ${p.apiP99.toFixed(1)} ms, load CPU ${p.loadCpu.toFixed(0)}%)`).join(', ')}` +
+            `  max ${si(run.saturate.delivered)}/s (p99 ${run.saturate.p99.toFixed(1)} ms); p99 ${run.paced.map((p) => `${p.p99.toFixed(1)} ms at ${si(p.rate)}/s (API p99 ${p.apiP99.toFixed(1)} ms${p.flushDelayP99 !== undefined ? `, flush wait p99 ≤ ${p.flushDelayP99} ms` : ''}, load CPU ${p.loadCpu.toFixed(0)}%)`).join(', ')}` +
               (notes.length > 0 ? `\n  notes: ${notes.join(' | ')}` : '') +
               '\n',
           );

@@ -45,6 +45,8 @@ export interface GatewayEvents {
   closed(reason: ErrorCode | 'client'): void;
   opened(): void;
   storeError(): void;
+  /** A sampled wait from frames queued for a connection to their write, ms (see {@link Flusher}). */
+  flushDelay(ms: number): void;
 }
 
 export interface GatewayOptions {
@@ -131,7 +133,7 @@ export class WebSocketGateway {
     this.#heartbeatMs = options.heartbeatSeconds * 1000;
     // The hub's fan-out batches are handed out at the start of every flush slice.
     const hub = options.hub;
-    this.#flusher = new Flusher(() => hub.distribute());
+    this.#flusher = new Flusher({ before: () => hub.distribute(), delay: (ms) => options.events.flushDelay(ms) });
     hub.onPending(() => this.#flusher.wake());
     this.#ctx = new GatewayContext(this, this.#flusher, options.limits.maxOutboundBytes);
     this.#wss = new WebSocketServer({

@@ -208,6 +208,11 @@ describe('frames', () => {
     assert.ok(after.frames - before.frames >= 20, `frames ${before.frames} -> ${after.frames}`);
     assert.ok(after.writes > before.writes, 'writes counted');
     assert.ok(after.writes - before.writes <= after.frames - before.frames, 'never more writes than frames');
+    // A node samples its very first mark, so by now it has timed at least one wait.
+    const text = (await t.api('GET', '/metrics')).body as string;
+    assert.match(text, /# TYPE silk_flush_delay_seconds histogram/);
+    assert.ok(sample(text, 'silk_flush_delay_seconds_count') >= 1, 'a flush delay was sampled');
+    assert.ok(sample(text, 'silk_flush_delay_seconds_bucket{le="+Inf"}') >= 1);
     await c.close();
   });
 });
