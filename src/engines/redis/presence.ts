@@ -4,10 +4,14 @@
  * heartbeats.
  *
  * A node beats every third of `nodeTtlSeconds`; a node whose last beat is
- * older than `nodeTtlSeconds` is gone: its routes are ignored from the next
- * refresh of the live set (at most a third of the TTL later) and removed
- * when a lookup meets them. After Redis comes back (even empty), each node
- * writes its routes and counts again: they are facts about its own sockets.
+ * older than `nodeTtlSeconds` is not live: from the next refresh of the live
+ * set (at most a third of the TTL later) its connections are not listed and
+ * its counts not summed. It may only be stalled (a long pause, Redis itself
+ * frozen), so messages to its users are still routed to it until it has not
+ * beaten for ten TTLs; then it is gone, and a lookup that meets its routes
+ * removes them. After Redis comes back (even empty), or after a beat that
+ * comes more than a TTL after the last one, a node writes its routes and
+ * counts again: they are facts about its own sockets.
  */
 import type { Logger } from 'pino';
 import type { Hub, HubWatcher, Peer } from '../../core/hub.js';
@@ -46,6 +50,10 @@ export class RedisPresence implements Presence, HubWatcher {
   readonly #c: RedisClient;
   readonly #id: string;
   #live = new Set<string>();
+  /** Nodes that beat within ten TTLs (live or stalled); null until this node's first beat read them. */
+  #known: Set<string> | null = null;
+  /** When this node's last beat was written (0 before the first). */
+  #beaten = 0;
   #timer: NodeJS.Timeout | undefined;
   #started = false;
   /** Called when a channel gains its first or loses its last local subscriber, or an app its first or last connection. */
@@ -80,8 +88,8 @@ export class RedisPresence implements Presence, HubWatcher {
 
   readonly #resync = (): void => {
     void this.#writeAll().then(
-      () => this.#o.logger.info({ node: this.#id }, 'routes and counts written again after Redis came back'),
-      (err: unknown) => this.#o.logger.warn({ err }, 'could not write routes after reconnect'),
+      () => this.#o.logger.info({ node: this.#id }, 'routes and counts written again'),
+      (err: unknown) => this.#o.logger.warn({ err }, 'could not write routes and counts again'),
     );
   };
 
@@ -97,6 +105,7 @@ export class RedisPresence implements Presence, HubWatcher {
 
   async #beat(): Promise<void> {
     const now = Date.now();
+    const ttl = this.#o.nodeTtlMs;
     const stats: Record<string, AppStats> = {};
     for (const app of this.#o.apps()) stats[app] = this.#o.hub.counters(app);
     const info = this.#o.node();
@@ -106,10 +115,29 @@ export class RedisPresence implements Presence, HubWatcher {
         this.#c.zadd(keys.beats, now, this.#id),
         this.#c.hset(keys.nodeStats, this.#id, JSON.stringify(stats)),
       ]);
-      const live = await this.#c.zrangebyscore(keys.beats, now - this.#o.nodeTtlMs, '+inf');
-      this.#live = new Set([...live, this.#id]);
-      // Forget nodes long gone (ten TTLs), so the registry does not grow.
-      const dead = await this.#c.zrangebyscore(keys.beats, '-inf', now - 10 * this.#o.nodeTtlMs);
+      const written = Date.now();
+      // Longer than a TTL since the last beat: others may have taken this node for dead
+      // (and, after ten TTLs, removed its routes): write everything again.
+      const gap = this.#beaten > 0 ? written - this.#beaten : 0;
+      this.#beaten = written;
+      if (gap > ttl) {
+        this.#o.logger.warn({ node: this.#id, sinceLastBeatMs: gap }, 'heartbeat came late; writing routes and counts again');
+        this.#resync();
+      }
+      const beats = await this.#c.zrangebyscore(keys.beats, '-inf', '+inf', 'WITHSCORES');
+      const live = new Set([this.#id]);
+      const known = new Set([this.#id]);
+      const dead: string[] = [];
+      for (let i = 0; i + 1 < beats.length; i += 2) {
+        const node = beats[i]!;
+        const at = Number(beats[i + 1]);
+        if (at >= now - ttl) live.add(node);
+        // Forget nodes long gone (ten TTLs), so the registry does not grow.
+        if (at >= now - 10 * ttl) known.add(node);
+        else if (node !== this.#id) dead.push(node);
+      }
+      this.#live = live;
+      this.#known = known;
       if (dead.length > 0) {
         await Promise.all([this.#c.zrem(keys.beats, ...dead), this.#c.hdel(keys.nodes, ...dead), this.#c.hdel(keys.nodeStats, ...dead)]);
       }
@@ -145,17 +173,24 @@ export class RedisPresence implements Presence, HubWatcher {
     this.onApp(app, active);
   }
 
-  /** The live nodes that hold connections of each user in `users`. */
+  /**
+   * The nodes that hold connections of each user in `users`: live ones, and
+   * ones whose beat is late but not ten TTLs old (a stalled node gets its
+   * messages when it wakes; a dead one's shard channel has no listener).
+   * Routes of nodes gone longer are removed.
+   */
   async nodesOf(app: string, users: readonly string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     const routes = await Promise.all(users.map((u) => this.#c.hgetall(keys.route(app, u))));
+    const known = this.#known;
     users.forEach((u, i) => {
       const seen = new Set<string>();
-      const stale: string[] = [];
+      const gone: string[] = [];
       for (const [conn, v] of Object.entries(routes[i]!)) {
         const node = v.slice(0, v.indexOf(SEP));
-        if (!this.#live.has(node)) {
-          stale.push(conn);
+        if (!this.#live.has(node) && (known === null || !known.has(node))) {
+          // Before this node's first beat nothing is known yet: skip, but remove nothing.
+          if (known !== null) gone.push(conn);
           continue;
         }
         if (seen.has(node)) continue;
@@ -164,7 +199,7 @@ export class RedisPresence implements Presence, HubWatcher {
         if (list === undefined) out.set(node, (list = []));
         list.push(u);
       }
-      if (stale.length > 0) this.#c.hdel(keys.route(app, u), ...stale).catch(() => undefined);
+      if (gone.length > 0) this.#c.hdel(keys.route(app, u), ...gone).catch(() => undefined);
     });
     return out;
   }
