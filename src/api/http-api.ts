@@ -340,9 +340,22 @@ export class HttpApi {
       }
     });
     await this.#o.ids.ensure(checked.length);
+    if (checked.every((p) => !p.durable && p.idempotencyKey === undefined)) {
+      // Nothing to store: every message goes on the bus now, in order, without a promise each.
+      json(res, 202, { ids: checked.map((p) => this.#sendNow(app.id, p)), duplicates: 0 });
+      return;
+    }
     // Ids are taken in order as each send starts; the sends run together (durable ones share group commits).
     const results = await Promise.all(checked.map((p) => this.#send(app.id, p)));
     json(res, 202, { ids: results.map((r) => r.id), duplicates: results.filter((r) => r.duplicate).length });
+  }
+
+  /** An ephemeral message without an idempotency key: an id from those in hand, then the bus. */
+  #sendNow(app: string, p: PublishRequest): string {
+    const id = this.#o.ids.next().toString();
+    this.#o.hub.countIn(app);
+    this.#o.bus.publish(envelope(app, id, p, undefined));
+    return id;
   }
 
   /**
@@ -351,44 +364,38 @@ export class HttpApi {
    */
   async #send(app: string, p: PublishRequest): Promise<{ id: string; duplicate: boolean }> {
     await this.#o.ids.ensure(1);
+    if (!p.durable && p.idempotencyKey === undefined) return { id: this.#sendNow(app, p), duplicate: false };
     const id = this.#o.ids.next().toString();
-    let unread: Record<string, number> | undefined;
-    if (p.durable || p.idempotencyKey !== undefined) {
-      const at = Date.now();
-      const message: StoredMessage = {
-        id,
-        data: p.data,
-        at,
-        ...(p.event !== undefined ? { event: p.event } : {}),
-        ...(p.ttl !== undefined ? { expires: at + p.ttl * 1000 } : {}),
-      };
-      const t = p.target;
-      let w;
-      try {
-        w = await this.#o.store.write({
-          app,
-          message,
-          ...(p.durable && 'users' in t ? { users: t.users } : {}),
-          ...(p.durable && 'channels' in t ? { channels: t.channels, publish: envelope(app, id, p, undefined) } : {}),
-          ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
-        });
-      } catch (err) {
-        this.#o.events.storeError();
-        this.#o.logger.warn({ err, app, id }, 'store write failed');
-        throw new SilkError('store_unavailable', 'the message was not stored; retry');
-      }
-      if (w.duplicate) return { id: w.id, duplicate: true };
-      if (p.durable) this.#o.events.stored(w.evicted);
-      if (w.unread.size > 0) unread = Object.fromEntries(w.unread);
-      this.#o.hub.countIn(app);
-      // The store put it on the bus together with the history append (Redis): not again.
-      if (w.published === true) return { id: w.id, duplicate: false };
-      this.#o.bus.publish(envelope(app, w.id, p, unread));
-      return { id: w.id, duplicate: false };
+    const at = Date.now();
+    const message: StoredMessage = {
+      id,
+      data: p.data,
+      at,
+      ...(p.event !== undefined ? { event: p.event } : {}),
+      ...(p.ttl !== undefined ? { expires: at + p.ttl * 1000 } : {}),
+    };
+    const t = p.target;
+    let w;
+    try {
+      w = await this.#o.store.write({
+        app,
+        message,
+        ...(p.durable && 'users' in t ? { users: t.users } : {}),
+        ...(p.durable && 'channels' in t ? { channels: t.channels, publish: envelope(app, id, p, undefined) } : {}),
+        ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
+      });
+    } catch (err) {
+      this.#o.events.storeError();
+      this.#o.logger.warn({ err, app, id }, 'store write failed');
+      throw new SilkError('store_unavailable', 'the message was not stored; retry');
     }
+    if (w.duplicate) return { id: w.id, duplicate: true };
+    if (p.durable) this.#o.events.stored(w.evicted);
     this.#o.hub.countIn(app);
-    this.#o.bus.publish(envelope(app, id, p, unread));
-    return { id, duplicate: false };
+    // The store put it on the bus together with the history append (Redis): not again.
+    if (w.published === true) return { id: w.id, duplicate: false };
+    this.#o.bus.publish(envelope(app, w.id, p, w.unread.size > 0 ? Object.fromEntries(w.unread) : undefined));
+    return { id: w.id, duplicate: false };
   }
 
   async #devToken(req: IncomingMessage, res: ServerResponse, dev: DevTokens): Promise<void> {
