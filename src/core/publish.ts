@@ -54,7 +54,8 @@ function names(
       );
     }
   }
-  return [...new Set(v as string[])];
+  // One recipient (most unicast) needs no de-duplication.
+  return v.length === 1 ? [v[0] as string] : [...new Set(v as string[])];
 }
 
 function target(to: unknown, max: number): Target {
@@ -89,7 +90,8 @@ export function validatePublish(body: unknown, limits: PublishLimits): PublishRe
   const t = target(body['to'], limits.maxRecipients);
   if (!('data' in body)) throw new SilkError('invalid_request', '`data` is required (any JSON value)');
   const data = JSON.stringify(body['data']);
-  if (Buffer.byteLength(data) > limits.maxMessageBytes) {
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: count the bytes only when that bound is over the limit.
+  if (data.length * 3 > limits.maxMessageBytes && Buffer.byteLength(data) > limits.maxMessageBytes) {
     throw new SilkError('payload_too_large', `\`data\` is over limits.maxMessageBytes (${limits.maxMessageBytes} bytes)`);
   }
   const req: { -readonly [K in keyof PublishRequest]: PublishRequest[K] } = { target: t, data, durable: false };
