@@ -19,6 +19,8 @@ export interface Beating {
 const TICK_MS = 100;
 const MIN_SLOTS = 16;
 const MAX_SLOTS = 600;
+/** A tick this much later than its period means the process itself did not run (a stall). */
+const STALL_MS = 1000;
 
 /** Slots of a wheel that turns once per `intervalMs`: one per {@link TICK_MS}, within 16–600. */
 export function slotsFor(intervalMs: number): number {
@@ -29,8 +31,11 @@ export class HeartbeatWheel<T extends Beating> {
   readonly #slots: Set<T>[];
   readonly #visit: (member: T, now: number) => void;
   readonly #timer: NodeJS.Timeout;
+  readonly #tickMs: number;
   #cursor = 0;
   #next = 0;
+  #lastTick = 0;
+  #resumed = 0;
 
   /**
    * @param intervalMs how often each member is visited
@@ -40,7 +45,8 @@ export class HeartbeatWheel<T extends Beating> {
     this.#visit = visit;
     const slots = slotsFor(intervalMs);
     this.#slots = Array.from({ length: slots }, () => new Set<T>());
-    this.#timer = setInterval(() => this.#tick(), Math.max(1, intervalMs / slots));
+    this.#tickMs = Math.max(1, intervalMs / slots);
+    this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     this.#timer.unref();
   }
 
@@ -57,10 +63,22 @@ export class HeartbeatWheel<T extends Beating> {
     clearInterval(this.#timer);
   }
 
+  /**
+   * When the wheel last ticked again after the process had stalled (its tick
+   * more than a second late: a long pause, the process stopped), in ms since
+   * the epoch; 0 if never. Silence from clients during a stall is the
+   * server's own: count it from here.
+   */
+  get resumedAt(): number {
+    return this.#resumed;
+  }
+
   #tick(): void {
     const slot = this.#slots[this.#cursor]!;
     this.#cursor = (this.#cursor + 1) % this.#slots.length;
     const now = Date.now();
+    if (this.#lastTick > 0 && now - this.#lastTick > this.#tickMs + STALL_MS) this.#resumed = now;
+    this.#lastTick = now;
     for (const m of slot) this.#visit(m, now);
   }
 }

@@ -349,7 +349,8 @@ export class WebSocketGateway {
     if (!c.live) return;
     if (now >= c.expires) return this.end(c, 'token_expired');
     // A live client answers each ping at once; 1.5 intervals of silence leaves room for slow links.
-    if (now - c.lastSeen > this.#heartbeatMs * 1.5) return this.end(c, 'heartbeat_timeout');
+    // Silence while this process was stalled is not the client's: it counts from the resume.
+    if (now - Math.max(c.lastSeen, this.#wheel.resumedAt) > this.#heartbeatMs * 1.5) return this.end(c, 'heartbeat_timeout');
     c.push(PING);
   }
 

@@ -197,10 +197,10 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     await c.next((f) => f.id === u.body.id);
   });
 
-  test('node frozen - longer than nodeTtlSeconds: it keeps its users, and messages sent meanwhile arrive when it wakes', async () => {
-    // A long pause (a VM stall, a GC storm) looks like death to the others. Heartbeats of 10 s keep
-    // the frozen node from timing its own client out when it wakes.
-    const sleeper = await cluster.add({ heartbeatSeconds: 10 });
+  test('node frozen - longer than nodeTtlSeconds and its heartbeat: it keeps its users and its clients, and messages sent meanwhile arrive when it wakes', async () => {
+    // A long pause (a VM stall, a GC storm) looks like death to the others. It is also longer than
+    // 1.5 heartbeats (1 s here): the silence of its clients meanwhile is the node's own, not theirs.
+    const sleeper = await cluster.add();
     const c = await sleeper.connect('dormouse', { channels: ['*'] });
     const listed = async (): Promise<boolean> =>
       ((await n3.api('GET', '/v1/nodes')).body.nodes as { url: string }[]).some((n) => n.url === sleeper.url);
@@ -219,6 +219,11 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
       const after = await n3.publish({ to: { users: ['dormouse'] }, data: 'awake' });
       await c.next((f) => f.id === after.body.id);
       await eventually(async () => assert.ok(await listed()));
+      // Two heartbeats after waking, the client (which answers pings) is still connected.
+      const pings = (): number => c.frames.filter((f) => f.type === 'ping').length;
+      const seen = pings();
+      await eventually(() => assert.ok(pings() >= seen + 2), 5000);
+      assert.equal(c.ws.readyState, WebSocket.OPEN, 'not closed as heartbeat_timeout');
     } finally {
       if (frozen) sleeper.child.kill('SIGCONT');
       await c.close();

@@ -41,3 +41,21 @@ test('every member is visited once per interval, spread over the ticks', async (
     wheel.stop();
   }
 });
+
+test('a tick more than a second late marks a stall: resumedAt is when the wheel ran again', async () => {
+  const wheel = new HeartbeatWheel<Beating>(1_600, () => undefined); // 16 slots, a tick every 100 ms
+  try {
+    // Let it tick on time first.
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(wheel.resumedAt, 0, 'no stall yet');
+    // Hold the process for 1.3 s, as a long pause or SIGSTOP would.
+    const end = Date.now() + 1_300;
+    while (Date.now() < end);
+    const unblocked = Date.now();
+    await new Promise((r) => setTimeout(r, 250));
+    assert.ok(wheel.resumedAt >= unblocked, `resumedAt ${wheel.resumedAt} is at or after the end of the stall ${unblocked}`);
+    assert.ok(wheel.resumedAt - unblocked < 250, 'noticed at the first tick after it');
+  } finally {
+    wheel.stop();
+  }
+});
