@@ -201,6 +201,14 @@ export class SilkClient extends Emitter<ClientEvents> {
   #seq = 0;
   #pending = new Map<number, Pending>();
   #subs = new Map<string, Subscription<unknown>>();
+  /**
+   * The current socket is open (its 101 arrived), maybe before `welcome`. Subscriptions
+   * are sent from then on: the server answers them after `welcome` and its inbox page,
+   * so a reconnect costs one round trip, not two.
+   */
+  #socketOpen = false;
+  /** Subscriptions already sent on the current socket before `welcome`. */
+  #sentEarly = new Set<Subscription<unknown>>();
   /** Inbox messages still to come in the page after `welcome`. */
   #pageLeft = 0;
   /** True between an `inbox` request and its reply. */
@@ -245,6 +253,8 @@ export class SilkClient extends Emitter<ClientEvents> {
     this.#stopWatchdog();
     const ws = this.#ws;
     this.#ws = null;
+    this.#socketOpen = false;
+    this.#sentEarly.clear();
     if (ws !== null) {
       ws.onclose = null;
       ws.onmessage = null;
@@ -266,6 +276,7 @@ export class SilkClient extends Emitter<ClientEvents> {
       sub = new Subscription<T>(this, channel);
       this.#subs.set(channel, sub as unknown as Subscription<unknown>);
       if (this.#state === 'connected') this.#sendSubscribe(sub as unknown as Subscription<unknown>);
+      else if (this.#socketOpen) this.#sendEarly(sub as unknown as Subscription<unknown>);
     }
     if (handler !== undefined) sub.on('message', handler);
     return sub;
@@ -275,13 +286,21 @@ export class SilkClient extends Emitter<ClientEvents> {
   unsubscribeChannel(sub: { readonly channel: string }): void {
     if (this.#subs.get(sub.channel) !== sub) return;
     this.#subs.delete(sub.channel);
-    if (this.#state === 'connected') this.request({ type: 'unsubscribe', channel: sub.channel }).catch(() => undefined);
+    const early = this.#sentEarly.delete(sub as Subscription<unknown>);
+    if (this.#state === 'connected' || early) this.#request({ type: 'unsubscribe', channel: sub.channel }, early).catch(() => undefined);
   }
 
   /** Send a request frame; resolves with the reply, rejects with the server's error. */
   request(frame: Record<string, unknown>): Promise<ServerFrame> {
+    return this.#request(frame, false);
+  }
+
+  /** {@link request}; `early`: also on an open socket before `welcome`. */
+  #request(frame: Record<string, unknown>, early: boolean): Promise<ServerFrame> {
     const ws = this.#ws;
-    if (ws === null || this.#state !== 'connected') return Promise.reject(new SilkClientError('not_connected', 'not connected'));
+    if (ws === null || (this.#state !== 'connected' && !(early && this.#socketOpen))) {
+      return Promise.reject(new SilkClientError('not_connected', 'not connected'));
+    }
     const id = ++this.#seq;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -345,6 +364,13 @@ export class SilkClient extends Emitter<ClientEvents> {
       return this.#lost(CloseCode.ABNORMAL, (err as Error).message);
     }
     this.#ws = ws;
+    this.#socketOpen = false;
+    this.#sentEarly.clear();
+    ws.onopen = () => {
+      if (this.#ws !== ws) return;
+      this.#socketOpen = true;
+      for (const sub of this.#subs.values()) this.#sendEarly(sub);
+    };
     ws.onmessage = (ev) => {
       if (this.#ws === ws) this.#frame(String(ev.data));
     };
@@ -402,7 +428,8 @@ export class SilkClient extends Emitter<ClientEvents> {
     this.#setState('connected');
     if (unread !== undefined) this.inbox.setUnread(unread);
     this.emit('connected', { connection: f['connection'] as string, user: f['user'] as string, heartbeat: f['heartbeat'] as number, unread });
-    for (const sub of this.#subs.values()) this.#sendSubscribe(sub);
+    for (const sub of this.#subs.values()) if (!this.#sentEarly.has(sub)) this.#sendSubscribe(sub);
+    this.#sentEarly.clear();
     if (this.#acks.size > 0) this.#scheduleAcks();
   }
 
@@ -432,9 +459,15 @@ export class SilkClient extends Emitter<ClientEvents> {
     if (m.event !== undefined) this.emit(`event:${m.event}`, m);
   }
 
-  #sendSubscribe(sub: Subscription<unknown>): void {
+  /** Subscribe on the open socket before `welcome`. */
+  #sendEarly(sub: Subscription<unknown>): void {
+    this.#sentEarly.add(sub);
+    this.#sendSubscribe(sub, true);
+  }
+
+  #sendSubscribe(sub: Subscription<unknown>, early = false): void {
     const since = sub.lastId;
-    this.request({ type: 'subscribe', channel: sub.channel, ...(since !== undefined ? { since } : {}) }).then(
+    this.#request({ type: 'subscribe', channel: sub.channel, ...(since !== undefined ? { since } : {}) }, early).then(
       (reply) => {
         if (since !== undefined) sub.report('recovered', reply['recovered'] === true);
       },
@@ -519,6 +552,8 @@ export class SilkClient extends Emitter<ClientEvents> {
   #lost(code: number, reason: string): void {
     if (this.#state === 'closed') return;
     this.#ws = null;
+    this.#socketOpen = false;
+    this.#sentEarly.clear();
     this.#stopWatchdog();
     this.#failPending(new SilkClientError('disconnected', 'the connection closed'));
     this.#paging = false;

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { WebSocketServer } from 'ws';
+import { WebSocket as WsSocket, WebSocketServer } from 'ws';
 import { signToken } from '../../src/auth/tokens.js';
 import { CloseCode as ServerCloseCode } from '../../src/core/errors.js';
 import { CloseCode, SilkClient, type ConnectionState, type Message } from '../../sdk/src/node.js';
@@ -55,13 +55,49 @@ describe('sdk - against a node', { timeout: 30_000 }, () => {
     assert.equal(info.user, 'alice');
     assert.equal(info.unread, 0);
     assert.deepEqual(states, ['connecting', 'connected']);
-    // The subscription goes out after welcome: wait until the node counts it.
+    // The subscription is answered after welcome: wait until the node counts it.
     await eventually(async () => assert.ok((await t.api('GET', '/v1/apps/acme/channels/scores')).body.subscribers === 1));
     const got = sub.wait('message');
     const r = await t.publish({ to: { channels: ['scores'] }, data: { n: 1 }, event: 'goal' });
     const m = await got;
     assert.deepEqual(m, { id: r.body.id, channel: 'scores', event: 'goal', data: { n: 1 }, durable: false });
     assert.deepEqual(byEvent, [m]);
+  });
+
+  test('sdk - subscriptions go out as soon as the socket opens, before welcome, on connect and on every reconnect', async () => {
+    // A WebSocket that records what the SDK sends and receives, in order.
+    const sockets: Recording[] = [];
+    class Recording extends WsSocket {
+      readonly events: string[] = [];
+      constructor(url: string) {
+        super(url);
+        sockets.push(this);
+        this.on('message', (d) => this.events.push('recv ' + (JSON.parse(String(d)) as { type: string }).type));
+      }
+      override send(data: unknown, ...rest: unknown[]): void {
+        this.events.push('send ' + (JSON.parse(String(data)) as { type: string }).type);
+        (super.send as (...a: unknown[]) => void)(data, ...rest);
+      }
+    }
+    const c = client(t.url, 'early', { WebSocket: Recording as unknown as ConstructorParameters<typeof SilkClient>[0]['WebSocket'] });
+    const sub = c.subscribe('early-news');
+    c.connect();
+    await c.wait('connected');
+    await eventually(() => assert.ok(sockets[0]!.events.includes('recv reply')));
+    const first = sockets[0]!.events;
+    assert.ok(first.indexOf('send subscribe') < first.indexOf('recv welcome'), `subscribe sent before welcome arrived: ${first.join(', ')}`);
+    assert.ok(first.indexOf('recv welcome') < first.indexOf('recv reply'), 'answered after welcome');
+    // Drop the connection: the SDK reconnects and subscribes again, again before welcome.
+    const back = c.wait('connected');
+    sockets[0]!.terminate();
+    await back;
+    await eventually(() => assert.ok(sockets[1]?.events.includes('recv reply')));
+    const second = sockets[1]!.events;
+    assert.ok(second.indexOf('send subscribe') < second.indexOf('recv welcome'), `again before welcome: ${second.join(', ')}`);
+    assert.equal(second.filter((e) => e === 'send subscribe').length, 1, 'subscribed once on the new socket');
+    const got = sub.wait('message');
+    const r = await t.publish({ to: { channels: ['early-news'] }, data: 'hello' });
+    assert.equal((await got).id, r.body.id);
   });
 
   test('sdk - inbox: unread count and acks across two devices; acked messages never come back', async () => {
