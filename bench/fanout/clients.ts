@@ -110,9 +110,10 @@ async function openOne(a: ConnectArgs, index: number): Promise<LeanConn> {
     }
   } else if (a.mode === 'silk') {
     try {
+      // As the SDK does: subscribe as soon as the socket is open; the reply comes after welcome.
+      c.sendText(JSON.stringify({ type: 'subscribe', id: 1, channel: a.channel }));
       const welcome = await c.nextControl();
       if (!welcome.startsWith('{"type":"welcome"')) throw new Error(`expected welcome, got ${welcome.slice(0, 120)}`);
-      c.sendText(JSON.stringify({ type: 'subscribe', id: 1, channel: a.channel }));
       const reply = await c.nextControl();
       if (!reply.startsWith('{"type":"reply","id":1')) throw new Error(`subscribe failed: ${reply.slice(0, 200)}`);
     } catch (err) {
