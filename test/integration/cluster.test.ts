@@ -205,6 +205,10 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     const listed = async (): Promise<boolean> =>
       ((await n3.api('GET', '/v1/nodes')).body.nodes as { url: string }[]).some((n) => n.url === sleeper.url);
     await eventually(async () => assert.ok(await listed()));
+    // Before the freeze: n3 sees the device's route (written just after welcome, see cluster.md) and the
+    // heartbeat runs.
+    await eventually(async () => assert.equal((await n3.api('GET', '/v1/apps/acme/users/dormouse')).body.devices.length, 1));
+    await c.next((f) => f.type === 'ping', 5000);
     sleeper.child.kill('SIGSTOP');
     let frozen = true;
     try {
@@ -214,7 +218,7 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
       assert.equal(during.status, 202);
       sleeper.child.kill('SIGCONT');
       frozen = false;
-      await c.next((f) => f.id === during.body.id);
+      await c.next((f) => f.id === during.body.id, 10_000);
       // Its route is still there: later messages reach it too.
       const after = await n3.publish({ to: { users: ['dormouse'] }, data: 'awake' });
       await c.next((f) => f.id === after.body.id);
