@@ -34,7 +34,8 @@ export class HeartbeatWheel<T extends Beating> {
   readonly #tickMs: number;
   #cursor = 0;
   #next = 0;
-  #lastTick = 0;
+  /** When the wheel last ticked (from its start: a stall before the first tick counts too). */
+  #lastTick = Date.now();
   #resumed = 0;
 
   /**
@@ -77,7 +78,7 @@ export class HeartbeatWheel<T extends Beating> {
     const slot = this.#slots[this.#cursor]!;
     this.#cursor = (this.#cursor + 1) % this.#slots.length;
     const now = Date.now();
-    if (this.#lastTick > 0 && now - this.#lastTick > this.#tickMs + STALL_MS) this.#resumed = now;
+    if (now - this.#lastTick > this.#tickMs + STALL_MS) this.#resumed = now;
     this.#lastTick = now;
     for (const m of slot) this.#visit(m, now);
   }

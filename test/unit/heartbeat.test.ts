@@ -59,3 +59,16 @@ test('a tick more than a second late marks a stall: resumedAt is when the wheel 
     wheel.stop();
   }
 });
+
+test('a stall before the wheel has ticked at all counts too (a node frozen right after it started)', async () => {
+  const wheel = new HeartbeatWheel<Beating>(1_600, () => undefined);
+  try {
+    const end = Date.now() + 1_300;
+    while (Date.now() < end);
+    const unblocked = Date.now();
+    await new Promise((r) => setTimeout(r, 250));
+    assert.ok(wheel.resumedAt >= unblocked, `resumedAt ${wheel.resumedAt}, stall ended ${unblocked}`);
+  } finally {
+    wheel.stop();
+  }
+});
