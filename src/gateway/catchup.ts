@@ -38,18 +38,18 @@ export class Catchups {
 
   /** Send `welcome` with the unread count, then the oldest page of the inbox. */
   welcome(c: WsConnection): void {
-    c.beginCatchup();
+    c.beginCatchup(true);
     this.#run(c, async () => {
       let page;
       try {
         page = await this.#o.store.inbox(c.app, c.user, undefined, this.#o.inboxPageSize);
       } catch (err) {
         this.#failed(c, err);
-        c.direct(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, undefined));
+        c.greet(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, undefined));
         c.direct(errorFrame('store_unavailable', 'the inbox could not be read; ask again with an inbox request'));
         return;
       }
-      c.direct(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, { unread: page.unread, page: page.messages.length, more: page.more }));
+      c.greet(welcomeFrame(c.id, c.user, this.#o.heartbeatSeconds, { unread: page.unread, page: page.messages.length, more: page.more }));
       await this.#send(c, page.messages, undefined);
     });
   }

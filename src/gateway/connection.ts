@@ -42,6 +42,8 @@ interface Catchup {
   readonly sent: Set<string>;
   /** Client frames that arrived meanwhile, handled afterwards. */
   readonly requests: string[];
+  /** The catch-up that opens the connection has not queued `welcome` yet: nothing may go before it. */
+  unwelcomed: boolean;
 }
 
 export class WsConnection extends WebSocket implements Peer, Flushable, Beating {
@@ -72,6 +74,8 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   /** The socket's `writableLength` when last read (at the last flush, or at a limit check). */
   #buffered = 0;
   #catchup: Catchup | null = null;
+  /** The socket is corked from the handshake until the first flush (see {@link holdHandshake}). */
+  #corked = false;
 
   constructor(...args: unknown[]) {
     // ws constructs it as `new WebSocket(null, undefined, options)`.
@@ -150,9 +154,24 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     if (!this.dirty) ctx.mark(this);
   }
 
-  /** Start holding live frames back. */
-  beginCatchup(): void {
-    this.#catchup ??= { held: [], heldBytes: 0, sent: new Set(), requests: [] };
+  /** Start holding live frames back; `welcome` when this catch-up opens the connection (see {@link greet}). */
+  beginCatchup(welcome = false): void {
+    this.#catchup ??= { held: [], heldBytes: 0, sent: new Set(), requests: [], unwelcomed: welcome };
+  }
+
+  /**
+   * Queue the `welcome` frame: from now on other frames (a heartbeat ping)
+   * may be sent, and the client's silence counts from here.
+   */
+  greet(frame: Outbound): void {
+    this.direct(frame);
+    if (this.#catchup !== null) this.#catchup.unwelcomed = false;
+    this.lastSeen = Date.now();
+  }
+
+  /** Whether `welcome` is queued (it waits on the store's inbox read). */
+  get welcomed(): boolean {
+    return this.#catchup === null || !this.#catchup.unwelcomed;
   }
 
   /** Keep a client frame for after the catch-up; false if not catching up. */
@@ -176,8 +195,28 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     return cu.requests;
   }
 
+  /**
+   * The gateway corked the socket before `ws` wrote the `101` response:
+   * keep it so until the first flush, so that the response and `welcome`
+   * (when the store answered within the tick) leave in one write. The
+   * connection goes on the next flush now, so the `101` waits no longer
+   * than that whatever the store does.
+   */
+  holdHandshake(): void {
+    this.#corked = true;
+    if (!this.dirty) this.ctx!.mark(this);
+  }
+
   flush(): void {
     this.dirty = false;
+    this.#write();
+    if (this.#corked) {
+      this.#corked = false;
+      this.sock?.uncork();
+    }
+  }
+
+  #write(): void {
     const q = this.#queue;
     if (q === null || q.length === 0) return;
     const bytes = this.#queued;

@@ -206,6 +206,9 @@ export class WebSocketGateway {
       else this.#pending.set(app, n);
     };
     socket.once('close', release);
+    // Held until the connection's first flush: the `101` and `welcome` in one write (WsConnection.holdHandshake).
+    // ws ends the socket on a handshake it refuses, and `end()` uncorks.
+    socket.cork();
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off('close', release);
       release();
@@ -226,6 +229,7 @@ export class WebSocketGateway {
     c.ctx = this.#ctx;
     c.sock = socket;
     c.live = true;
+    c.holdHandshake();
     c.on('message', onMessage);
     c.on('pong', onSeen);
     c.on('ping', onSeen);
@@ -347,11 +351,15 @@ export class WebSocketGateway {
 
   #beat(c: WsConnection, now: number): void {
     if (!c.live) return;
+    // Before `welcome` the client has had nothing to answer: the wait is the store's inbox read,
+    // which its own timeout bounds (a Redis command gives up after 3 s).
+    if (!c.welcomed) return;
     if (now >= c.expires) return this.end(c, 'token_expired');
     // A live client answers each ping at once; 1.5 intervals of silence leaves room for slow links.
     // Silence while this process was stalled is not the client's: it counts from the resume.
     if (now - Math.max(c.lastSeen, this.#wheel.resumedAt) > this.#heartbeatMs * 1.5) return this.end(c, 'heartbeat_timeout');
-    c.push(PING);
+    // Not held back by a catch-up as messages are: a ping the client never saw could not be answered.
+    c.direct(PING);
   }
 
   /** Close a connection for `reason`, with that reason's close code. */

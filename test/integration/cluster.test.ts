@@ -243,14 +243,26 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     // n2 has just published, so it has a fresh block of ids in hand. After a quiet second it would
     // first try to lease a new block, and wait for that too (see cluster.md, "Redis is unreachable").
     assert.equal((await n2.publish({ to: { users: ['patient'] }, data: 'warm' })).status, 202);
+    const token = await signToken({ app: APP_A.id, user: 'newcomer', secret: APP_A.secret, ttlSeconds: 3600 });
     redis.pause();
     let resumed = false;
     try {
       const t0 = Date.now();
+      // A device connecting meanwhile: its handshake completes at once, and `welcome` comes when the inbox read gives up.
+      const late = new WebSocket(`${n1.ws}?token=${token}`);
+      const frames: any[] = [];
+      late.on('message', (d) => frames.push(JSON.parse(d.toString())));
+      const opened = once(late, 'open').then(() => Date.now() - t0);
       const r = await n2.publish({ to: { users: ['patient'] }, data: 'stalled', durable: true });
       const waited = Date.now() - t0;
       assert.equal(r.status, 503);
       assert.equal(r.body.error.code, 'store_unavailable');
+      assert.ok((await opened) < COMMAND_TIMEOUT_MS / 2, `the handshake took ${await opened} ms`);
+      // The heartbeat (1 s here) does not count the wait for welcome as the client's silence.
+      await eventually(() => assert.deepEqual(frames.slice(0, 2).map((f) => f.type), ['welcome', 'error']), 2 * COMMAND_TIMEOUT_MS);
+      assert.equal(frames[1].code, 'store_unavailable');
+      assert.equal(late.readyState, WebSocket.OPEN);
+      late.terminate();
       // Its command may be pipelined behind an earlier batch that waits too (a lease of ids, a heartbeat): then it goes out,
       // and times out, when that batch has given up.
       assert.ok(waited >= COMMAND_TIMEOUT_MS - 100 && waited < 2 * COMMAND_TIMEOUT_MS + 2000, `answered after ${waited} ms`);

@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { APP_B, eventually, startTestNode, type Client, type TestNode } from '../helpers.js';
+import { RawClient } from '../raw-client.js';
 
 /** `p`, or a rejection after `ms`. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -190,6 +191,22 @@ describe('frames', () => {
     assert.equal(sample(text, 'silk_disconnects_total{reason="flood"}'), 1);
     assert.equal(sample(text, 'silk_disconnects_total{reason="payload_too_large"}'), 1);
     assert.ok(sample(text, 'silk_disconnects_total{reason="client"}') >= 1, 'client');
+  });
+
+  test('handshake - the 101 response and welcome arrive together, and the connection then works', async () => {
+    // The embedded store answers the inbox read within the tick: one write carries both (websocket.ts, connection.ts).
+    const port = Number(new URL(t.url).port);
+    const raw = await RawClient.open(port, `/v1/connect?token=${await t.token('one-write', { channels: ['*'] })}`);
+    try {
+      assert.ok(raw.received > 0, 'bytes after the 101 in its segment');
+      const [welcome] = await raw.read(() => true);
+      assert.equal(JSON.parse(welcome!.payload.toString()).type, 'welcome');
+      raw.send('{"type":"subscribe","id":1,"channel":"news"}');
+      const [reply] = await raw.read(() => true);
+      assert.deepEqual(JSON.parse(reply!.payload.toString()), { type: 'reply', id: 1 });
+    } finally {
+      raw.destroy();
+    }
   });
 
   test('metrics - socket writes and the frames they carried are counted', async () => {

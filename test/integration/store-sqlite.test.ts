@@ -61,6 +61,32 @@ describe('sqlite store', () => {
     assert.equal(page.unread, 2);
   });
 
+  test('reads run at once when no write waits, and after the writes issued before them', async () => {
+    const store = open(tempDir('silk-sqlite-'));
+    const m = message(7_000_000_000_000_001n);
+    const written = store.write({ app: 'a', message: m, users: ['u'], channels: ['c'] });
+    const page = store.inbox('a', 'u', undefined, 10);
+    await written;
+    assert.deepEqual((await page).messages.map((x) => x.id), [m.id]);
+    const later = message(7_000_000_000_000_002n);
+    const second = store.write({ app: 'a', message: later, channels: ['c'] });
+    const history = store.history('a', 'c', m.id, 10);
+    await second;
+    assert.deepEqual((await history).messages.map((x) => x.id), [later.id]);
+    // A device's acknowledgement and the inbox request after it, handled in one tick.
+    const acked = store.ack('a', 'u', { all: true });
+    const after = store.inbox('a', 'u', undefined, 10);
+    assert.equal((await acked).removed, 1);
+    assert.deepEqual(await after, { messages: [], unread: 0, more: false });
+    // Nothing queued: the read is answered without waiting for a group commit (its promise settles in microtasks, before the event loop turns).
+    let settled = false;
+    const now = store.inbox('a', 'u', undefined, 10).then(() => (settled = true));
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.equal(settled, true);
+    await now;
+  });
+
   test('a version 1 database is upgraded in place and its ttls still apply', async () => {
     const dir = tempDir('silk-sqlite-');
     dirs.push(dir);

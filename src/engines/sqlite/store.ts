@@ -316,18 +316,22 @@ export class SqliteStore implements Store {
     return { id: m.id, duplicate: false, unread, evicted };
   }
 
+  /** An inbox's totals, from memory or the database: a copy the caller may change. */
+  #totalsOf(app: string, user: string): Totals {
+    const key = app + '\u0000' + user;
+    const t = this.#totals.get(key);
+    if (t !== undefined) return { count: t.count, bytes: t.bytes, next: t.next };
+    const row = this.#s.totalsGet.get(app, user);
+    // An empty inbox read on connect is not remembered: most users have one, and each would cost memory.
+    if (row === undefined) return { count: 0, bytes: 0, next: null };
+    this.#cacheTotals(key, row);
+    return { count: row.count, bytes: row.bytes, next: row.next };
+  }
+
   /** Drop `user`'s expired messages (looking only when one may be due); returns the inbox totals after. */
   #expireInbox(app: string, user: string, now: number, gone: string[]): Totals {
     const s = this.#s;
-    const key = app + '\u0000' + user;
-    let t = this.#totals.get(key);
-    if (t === undefined) {
-      const row = s.totalsGet.get(app, user);
-      // An empty inbox read on connect is not remembered: most users have one, and each would cost memory.
-      if (row !== undefined) this.#cacheTotals(key, row);
-      t = row ?? { count: 0, bytes: 0, next: null };
-    }
-    t = { count: t.count, bytes: t.bytes, next: t.next };
+    const t = this.#totalsOf(app, user);
     if (t.next === null || t.next > now) return t;
     for (const r of s.inboxExpire.all(app, user, now)) {
       t.count--;
@@ -362,24 +366,41 @@ export class SqliteStore implements Store {
   }
 
   inbox(app: string, user: string, after: string | undefined, limit: number): Promise<InboxPage> {
-    return this.#enqueue(() => {
-      const gone: string[] = [];
-      const { count } = this.#expireInbox(app, user, this.#clock(), gone);
-      this.#gc(gone);
-      if (count === 0) return { messages: [], unread: 0, more: false };
+    const page = (t: Totals): InboxPage => {
+      if (t.count === 0) return { messages: [], unread: 0, more: false };
       const rows = this.#s.inboxPage.all(app, user, after === undefined ? -1n : BigInt(after), limit + 1);
       const more = rows.length > limit;
       if (more) rows.pop();
-      return { messages: rows.map(toMessage), unread: count, more };
-    });
+      return { messages: rows.map(toMessage), unread: t.count, more };
+    };
+    return this.#readInbox(app, user, page);
   }
 
   unread(app: string, user: string): Promise<number> {
+    return this.#readInbox(app, user, (t) => t.count);
+  }
+
+  /**
+   * Read an inbox. A read needs no transaction of its own when no write
+   * waits ahead of it and nothing in the inbox is due to expire (expiring is
+   * a write): then it runs at once, on what is committed, and a device's
+   * `welcome` does not wait for the next group commit. Otherwise it runs in
+   * the queue, after the writes before it.
+   */
+  #readInbox<T>(app: string, user: string, read: (t: Totals) => T): Promise<T> {
+    if (this.#queue.length === 0 && !this.#closed) {
+      try {
+        const t = this.#totalsOf(app, user);
+        if (t.next === null || t.next > this.#clock()) return Promise.resolve(read(t));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return this.#enqueue(() => {
       const gone: string[] = [];
-      const { count } = this.#expireInbox(app, user, this.#clock(), gone);
+      const t = this.#expireInbox(app, user, this.#clock(), gone);
       this.#gc(gone);
-      return count;
+      return read(t);
     });
   }
 
@@ -412,33 +433,41 @@ export class SqliteStore implements Store {
   }
 
   history(app: string, channel: string, since: string, limit: number): Promise<HistoryPage> {
-    return this.#enqueue(() => {
-      const now = this.#clock();
-      const oldest = now - this.#limits.historyMaxAgeSeconds * 1000;
-      const at = this.#s.historyFind.get(app, channel, BigInt(since));
-      if (at === undefined || at.at < oldest) return { found: false, messages: [], more: false };
-      // Expired messages are skipped, so read on until the page is full or the history ends.
-      const messages: StoredMessage[] = [];
-      let seq = at.seq;
-      let more = false;
-      read: for (;;) {
-        const rows = this.#s.historyAfter.all(app, channel, seq, limit + 1);
-        for (const r of rows) {
-          if (r.expires !== null && r.expires <= now) {
-            seq = r.seq;
-            continue;
-          }
-          if (messages.length === limit) {
-            more = true;
-            break read;
-          }
-          messages.push(toMessage(r));
+    // Only reads: at once when no write waits ahead of it, as an inbox read.
+    if (this.#queue.length > 0 || this.#closed) return this.#enqueue(() => this.#history(app, channel, since, limit));
+    try {
+      return Promise.resolve(this.#history(app, channel, since, limit));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #history(app: string, channel: string, since: string, limit: number): HistoryPage {
+    const now = this.#clock();
+    const oldest = now - this.#limits.historyMaxAgeSeconds * 1000;
+    const at = this.#s.historyFind.get(app, channel, BigInt(since));
+    if (at === undefined || at.at < oldest) return { found: false, messages: [], more: false };
+    // Expired messages are skipped, so read on until the page is full or the history ends.
+    const messages: StoredMessage[] = [];
+    let seq = at.seq;
+    let more = false;
+    read: for (;;) {
+      const rows = this.#s.historyAfter.all(app, channel, seq, limit + 1);
+      for (const r of rows) {
+        if (r.expires !== null && r.expires <= now) {
           seq = r.seq;
+          continue;
         }
-        if (rows.length <= limit) break;
+        if (messages.length === limit) {
+          more = true;
+          break read;
+        }
+        messages.push(toMessage(r));
+        seq = r.seq;
       }
-      return { found: true, messages, more };
-    });
+      if (rows.length <= limit) break;
+    }
+    return { found: true, messages, more };
   }
 
   sweep(): Promise<number> {
