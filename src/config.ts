@@ -225,7 +225,20 @@ function validateRedis(v: unknown): RedisConfig {
   if (keys[0] === 'cluster') {
     const nodes = v['cluster'];
     if (!Array.isArray(nodes) || nodes.length === 0) fail('redis.cluster', 'must be a non-empty array of redis:// URLs', nodes);
-    return { cluster: nodes.map((n, i) => url(`redis.cluster[${i}]`, n, ['redis:', 'rediss:'])) };
+    const urls = nodes.map((n, i) => url(`redis.cluster[${i}]`, n, ['redis:', 'rediss:']));
+    // One scheme and one set of credentials for the whole cluster: ioredis connects to every node
+    // it discovers with them, not only to the seeds.
+    const auth = (u: URL): string => `${u.protocol}//${u.username}:${u.password}`;
+    const first = new URL(urls[0]!);
+    urls.forEach((text, i) => {
+      const u = new URL(text);
+      if (auth(u) !== auth(first)) fail(`redis.cluster[${i}]`, 'every seed URL must have the same scheme, user and password', text);
+      if (u.pathname !== '' && u.pathname !== '/' && u.pathname !== '/0') {
+        fail(`redis.cluster[${i}]`, 'a Redis Cluster has only database 0: drop the /db path', text);
+      }
+      if (u.search !== '' || u.hash !== '') fail(`redis.cluster[${i}]`, 'takes no query or fragment', text);
+    });
+    return { cluster: urls };
   }
   const s = v['sentinel'];
   if (!isObject(s)) fail('redis.sentinel', 'must be an object', s);

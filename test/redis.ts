@@ -45,11 +45,14 @@ async function freeClusterPort(): Promise<number> {
 export class RedisServer {
   readonly port: number;
   readonly dir: string;
+  /** What clients must AUTH with, if anything (`requirepass`). */
+  readonly password: string | undefined;
   readonly #args: readonly string[];
   #proc: ChildProcess | null = null;
 
-  private constructor(port: number, dir: string, args: readonly string[]) {
+  private constructor(port: number, dir: string, args: readonly string[], password: string | undefined) {
     this.port = port;
+    this.password = password;
     this.dir = dir;
     this.#args = args;
   }
@@ -58,7 +61,7 @@ export class RedisServer {
    * Start a redis-server on a free port. `persist: true` turns on the
    * append-only file with fsync every write (what Silk's durability needs).
    */
-  static async start(opts: { persist?: boolean; cluster?: boolean; port?: number } = {}): Promise<RedisServer> {
+  static async start(opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string } = {}): Promise<RedisServer> {
     const port = opts.port ?? (opts.cluster ? await freeClusterPort() : await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
     const args = [
@@ -70,8 +73,9 @@ export class RedisServer {
       '--appendfsync', 'always',
       '--protected-mode', 'no',
       ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
+      ...(opts.password !== undefined ? ['--requirepass', opts.password, '--masterauth', opts.password] : []),
     ];
-    const r = new RedisServer(port, dir, args);
+    const r = new RedisServer(port, dir, args, opts.password);
     try {
       await r.restart();
     } catch (err) {
@@ -82,7 +86,14 @@ export class RedisServer {
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.password === undefined
+      ? `redis://127.0.0.1:${this.port}`
+      : `redis://:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}`;
+  }
+
+  /** redis-cli's arguments to reach this server. */
+  get cliArgs(): string[] {
+    return ['-p', String(this.port), ...(this.password !== undefined ? ['-a', this.password, '--no-auth-warning'] : [])];
   }
 
   get running(): boolean {
@@ -95,7 +106,7 @@ export class RedisServer {
     this.#proc = proc;
     for (let i = 0; i < 200; i++) {
       try {
-        const { stdout } = await run('redis-cli', ['-p', String(this.port), 'ping']);
+        const { stdout } = await run('redis-cli', [...this.cliArgs, 'ping']);
         if (stdout.trim() === 'PONG') return;
       } catch {
         /* not up yet */
@@ -127,7 +138,7 @@ export class RedisServer {
   }
 
   async cli(...args: string[]): Promise<string> {
-    const { stdout } = await run('redis-cli', ['-p', String(this.port), ...args]);
+    const { stdout } = await run('redis-cli', [...this.cliArgs, ...args]);
     return stdout.trim();
   }
 
@@ -138,13 +149,14 @@ export class RedisServer {
 }
 
 /** Three masters, no replicas, all slots assigned; resolves once the cluster says ok. */
-export async function startCluster(): Promise<RedisServer[]> {
-  const started = await Promise.allSettled([0, 1, 2].map(() => RedisServer.start({ cluster: true })));
+export async function startCluster(opts: { password?: string } = {}): Promise<RedisServer[]> {
+  const started = await Promise.allSettled([0, 1, 2].map(() => RedisServer.start({ cluster: true, ...opts })));
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
+    const auth = opts.password !== undefined ? ['-a', opts.password, '--no-auth-warning'] : [];
+    await run('redis-cli', [...auth, '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
     for (let i = 0; i < 200; i++) {
       const states = await Promise.all(nodes.map((n) => n.cli('cluster', 'info')));
       if (states.every((s) => s.includes('cluster_state:ok'))) return nodes;

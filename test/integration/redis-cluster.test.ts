@@ -7,10 +7,12 @@ import { storeContract } from '../contract/store.js';
 import { eventually } from '../helpers.js';
 import { startCluster, type RedisServer } from '../redis.js';
 
+// With a password (and a character that must be escaped in a URL): Silk takes it from the seed URLs.
+const PASSWORD = 'cluster-p@ss';
 let servers: RedisServer[] = [];
 const clients: Cluster[] = [];
 before(async () => {
-  servers = await startCluster();
+  servers = await startCluster({ password: PASSWORD });
 });
 after(async () => {
   for (const c of clients) c.disconnect();
@@ -21,7 +23,7 @@ const seeds = (): { host: string; port: number }[] => servers.map((s) => ({ host
 
 storeContract('redis cluster', {
   async open(options) {
-    const c = new Cluster(seeds(), { enableAutoPipelining: true });
+    const c = new Cluster(seeds(), { enableAutoPipelining: true, redisOptions: { password: PASSWORD } });
     clients.push(c);
     // The masters are known once the slots are loaded.
     await new Promise((resolve) => c.once('ready', resolve));
@@ -29,7 +31,7 @@ storeContract('redis cluster', {
     return new RedisStore({ ...options, client: c });
   },
   async reopen(options) {
-    const c = new Cluster(seeds(), { enableAutoPipelining: true });
+    const c = new Cluster(seeds(), { enableAutoPipelining: true, redisOptions: { password: PASSWORD } });
     clients.push(c);
     return new RedisStore({ ...options, client: c });
   },

@@ -115,6 +115,22 @@ describe('config', () => {
     for (const [file, key] of bad) rejects(() => validateConfig(file), key);
   });
 
+  test('validateConfig - Redis Cluster seeds share scheme and credentials, and name no database', () => {
+    const ok = validateConfig({ redis: { cluster: ['rediss://u:p%40ss@10.0.0.1:7000', 'rediss://u:p%40ss@10.0.0.2:7000/0'] } });
+    assert.deepEqual(ok.redis, { cluster: ['rediss://u:p%40ss@10.0.0.1:7000', 'rediss://u:p%40ss@10.0.0.2:7000/0'] });
+    const bad: [string[], string, RegExp][] = [
+      [['redis://:a@h1:7000', 'redis://:b@h2:7000'], 'redis.cluster[1]', /same scheme, user and password/],
+      [['redis://h1:7000', 'rediss://h2:7000'], 'redis.cluster[1]', /same scheme/],
+      [['redis://h1:7000/2'], 'redis.cluster[0]', /only database 0/],
+      [['redis://h1:7000?db=2'], 'redis.cluster[0]', /no query/],
+      [['http://h1:7000'], 'redis.cluster[0]', /redis: or rediss:/],
+    ];
+    for (const [cluster, key, why] of bad) {
+      rejects(() => validateConfig({ redis: { cluster } }), key);
+      assert.throws(() => validateConfig({ redis: { cluster } }), why);
+    }
+  });
+
   test('validateConfig - the message says what was given', () => {
     assert.throws(() => validateConfig({ port: 70000 }), /70000/);
     assert.throws(() => validateConfig({ logLevel: 'verbose' }), /verbose/);

@@ -40,8 +40,15 @@ export function connect(config: RedisConfig, kind: 'command' | 'subscriber'): Re
     ...(kind === 'command' ? { commandTimeout: COMMAND_TIMEOUT_MS } : {}),
   };
   if ('cluster' in config) {
+    // The configuration checked that every seed has the same scheme and credentials.
+    const seed = new URL(config.cluster[0]!);
     const opts: ClusterOptions = {
-      redisOptions: common,
+      redisOptions: {
+        ...common,
+        ...(seed.username !== '' ? { username: decodeURIComponent(seed.username) } : {}),
+        ...(seed.password !== '' ? { password: decodeURIComponent(seed.password) } : {}),
+        ...(seed.protocol === 'rediss:' ? { tls: {} } : {}),
+      },
       clusterRetryStrategy: RETRY,
       enableOfflineQueue: kind === 'subscriber',
       enableAutoPipelining: kind === 'command',
