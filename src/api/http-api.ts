@@ -377,7 +377,19 @@ export class HttpApi {
       return;
     }
     // Ids are taken in order as each send starts; the sends run together (durable ones share group commits).
-    const results = await Promise.all(checked.map((p) => this.#send(app.id, p)));
+    // A key the batch already used is a repeat of that message, whatever the store (not a publish racing it).
+    const byKey = new Map<string, Promise<{ id: string; duplicate: boolean }>>();
+    const results = await Promise.all(
+      checked.map((p) => {
+        const key = p.idempotencyKey;
+        if (key === undefined) return this.#send(app.id, p);
+        const first = byKey.get(key);
+        if (first !== undefined) return first.then((r) => ({ id: r.id, duplicate: true }));
+        const sent = this.#send(app.id, p);
+        byKey.set(key, sent);
+        return sent;
+      }),
+    );
     json(res, 202, { ids: results.map((r) => r.id), duplicates: results.filter((r) => r.duplicate).length });
   }
 
@@ -416,6 +428,7 @@ export class HttpApi {
         ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
       });
     } catch (err) {
+      if (err instanceof SilkError && err.code === 'idempotency_key_in_use') throw err;
       this.#o.events.storeError();
       this.#o.logger.warn({ err, app, id }, 'store write failed');
       throw new SilkError('store_unavailable', 'the message was not stored; retry');

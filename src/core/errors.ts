@@ -78,6 +78,10 @@ export const ErrorCodes = {
     close: CloseCode.FRAME_TOO_LARGE,
     description: 'A request body, a message or a WebSocket frame is over its size limit.',
   },
+  idempotency_key_in_use: {
+    status: 409,
+    description: 'Another publish with this `idempotencyKey` is still in progress (cluster mode); retry shortly.',
+  },
   rate_limited: { status: 429, description: 'The app is over its API request rate.' },
   too_many_subscriptions: {
     status: 429,

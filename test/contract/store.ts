@@ -201,6 +201,21 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.deepEqual({ id: w.id, duplicate: w.duplicate }, { id: later.id, duplicate: false });
     });
 
+    test('idempotency - publishes with one key issued together: one is stored, the others repeat it or are refused as in progress', async () => {
+      const { store, clock } = await fresh();
+      const ms = Array.from({ length: 5 }, (_, i) => msg(clock, { i }));
+      const settled = await Promise.allSettled(ms.map((m) => store.write({ app: 'a', message: m, users: ['u'], idempotencyKey: 'same' })));
+      const stored = settled.flatMap((r) => (r.status === 'fulfilled' && !r.value.duplicate ? [r.value.id] : []));
+      assert.equal(stored.length, 1, JSON.stringify(settled));
+      for (const r of settled) {
+        if (r.status === 'fulfilled') assert.equal(r.value.id, stored[0]);
+        else assert.equal((r.reason as { code?: string }).code, 'idempotency_key_in_use', String(r.reason));
+      }
+      assert.deepEqual((await store.inbox('a', 'u', undefined, 10)).messages.map((m) => m.id), stored);
+      const again = await store.write({ app: 'a', message: msg(clock), users: ['u'], idempotencyKey: 'same' });
+      assert.deepEqual([again.id, again.duplicate], [stored[0], true]);
+    });
+
     test('history - messages after since, in publish order, paged', async () => {
       const { store, clock } = await fresh();
       const ms = Array.from({ length: 7 }, (_, i) => msg(clock, { i }));

@@ -8,6 +8,7 @@ import { subscribers, SilkCluster, type SilkProc } from '../cluster.js';
 import { APP_A, APP_B, eventually } from '../helpers.js';
 import { RedisServer } from '../redis.js';
 import { COMMAND_TIMEOUT_MS } from '../../src/engines/redis/client.js';
+import { keys } from '../../src/engines/redis/keys.js';
 
 describe('cluster on one Redis', { timeout: 120_000 }, () => {
   let redis: RedisServer;
@@ -111,6 +112,27 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     const k2 = await n2.publish({ to: { users: ['roamer'] }, data: 'once', durable: true, idempotencyKey: 'x-1' });
     assert.equal(k2.body.id, k1.body.id);
     assert.equal(k2.headers.get('idempotent-replayed'), 'true');
+    // Sent together through three nodes (a backend retrying while its first try is still out): stored and delivered once;
+    // the others are repeats, or refused as in progress.
+    const together = await Promise.all([n1, n2, n3].map((n) => n.publish({ to: { users: ['roamer'] }, data: 'race', durable: true, idempotencyKey: 'x-2' })));
+    assert.ok(together.every((r) => r.status === 202 || (r.status === 409 && r.body.error.code === 'idempotency_key_in_use')), JSON.stringify(together.map((r) => r.body)));
+    const firsts = together.filter((r) => r.status === 202 && r.headers.get('idempotent-replayed') !== 'true');
+    assert.equal(firsts.length, 1);
+    const raced = firsts[0]!.body.id;
+    assert.ok(together.every((r) => r.status === 409 || r.body.id === raced));
+    const later = await n3.publish({ to: { users: ['roamer'] }, data: 'race', durable: true, idempotencyKey: 'x-2' });
+    assert.deepEqual([later.status, later.body.id, later.headers.get('idempotent-replayed')], [202, raced, 'true']);
+    // In one batch, a key used by an earlier message makes the later one its repeat.
+    const batch = await n1.api('POST', '/v1/apps/acme/messages/batch', {
+      messages: [0, 1].map((i) => ({ to: { users: ['roamer'] }, data: i, durable: true, idempotencyKey: 'x-3' })),
+    });
+    assert.equal(batch.status, 202);
+    assert.equal(batch.body.ids[1], batch.body.ids[0]);
+    assert.equal(batch.body.duplicates, 1);
+    await phone.next((f) => f.id === batch.body.ids[0]);
+    await phone.request({ type: 'ping' });
+    assert.equal(phone.messages().filter((m) => m.id === raced).length, 1, 'the raced message arrived once');
+    assert.equal(phone.messages().filter((m) => m.id === batch.body.ids[0]).length, 1);
   });
 
   test('durable - channel recovery across nodes: resubscribe elsewhere with since gets what was missed', async () => {
@@ -251,7 +273,11 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
       // A device connecting meanwhile: its handshake completes at once, and `welcome` comes when the inbox read gives up.
       const late = new WebSocket(`${n1.ws}?token=${token}`);
       const frames: any[] = [];
-      late.on('message', (d) => frames.push(JSON.parse(d.toString())));
+      late.on('message', (d) => {
+        const f = JSON.parse(d.toString());
+        if (f.type === 'ping') late.send('{"type":"pong"}');
+        else frames.push(f);
+      });
       const opened = once(late, 'open').then(() => Date.now() - t0);
       const r = await n2.publish({ to: { users: ['patient'] }, data: 'stalled', durable: true });
       const waited = Date.now() - t0;
@@ -259,7 +285,7 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
       assert.equal(r.body.error.code, 'store_unavailable');
       assert.ok((await opened) < COMMAND_TIMEOUT_MS / 2, `the handshake took ${await opened} ms`);
       // The heartbeat (1 s here) does not count the wait for welcome as the client's silence.
-      await eventually(() => assert.deepEqual(frames.slice(0, 2).map((f) => f.type), ['welcome', 'error']), 2 * COMMAND_TIMEOUT_MS);
+      await eventually(() => assert.deepEqual(frames.map((f) => f.type), ['welcome', 'error']), 2 * COMMAND_TIMEOUT_MS);
       assert.equal(frames[1].code, 'store_unavailable');
       assert.equal(late.readyState, WebSocket.OPEN);
       late.terminate();
@@ -357,6 +383,35 @@ describe('cluster on one Redis', { timeout: 120_000 }, () => {
     assert.ok(Date.now() - t0 < 6000);
     await eventually(async () => assert.equal((await n1.api('GET', '/v1/nodes')).body.nodes.length, 3), 6000);
     client.close();
+  });
+});
+
+describe('cluster membership', { timeout: 60_000 }, () => {
+  let redis: RedisServer;
+  let cluster: SilkCluster;
+  before(async () => {
+    redis = await RedisServer.start();
+    cluster = new SilkCluster(redis.url);
+  });
+  after(async () => {
+    await cluster.close();
+    await redis.destroy();
+  });
+
+  test('new node - a device on a node that started after the publishing node last beat gets user messages, and keeps its route', async () => {
+    // With a 60 s TTL this node beats every 20 s: it does not see the next node start during the test.
+    const early = await cluster.add({ nodeTtlSeconds: 60 });
+    const late = await cluster.add();
+    const c = await late.connect('newcomer');
+    const route = keys.route(APP_A.id, 'newcomer');
+    await eventually(async () => assert.equal(await redis.cli('hlen', route), '1'));
+    const u = await early.publish({ to: { users: ['newcomer'] }, data: 'welcome aboard', durable: true });
+    await c.next((f) => f.id === u.body.id);
+    const e = await early.publish({ to: { users: ['newcomer'] }, data: 'ephemeral too' });
+    await c.next((f) => f.id === e.body.id);
+    assert.equal(await redis.cli('hlen', route), '1', 'the route is kept');
+    const devices = (await early.api('GET', `/v1/apps/${APP_A.id}/users/newcomer`)).body.devices as unknown[];
+    assert.equal(devices.length, 1, 'presence shows the device');
   });
 });
 

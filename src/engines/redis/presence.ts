@@ -174,23 +174,25 @@ export class RedisPresence implements Presence, HubWatcher {
   }
 
   /**
-   * The nodes that hold connections of each user in `users`: live ones, and
-   * ones whose beat is late but not ten TTLs old (a stalled node gets its
-   * messages when it wakes; a dead one's shard channel has no listener).
-   * Routes of nodes gone longer are removed.
+   * The nodes that hold connections of each user in `users`: live ones, ones
+   * whose beat is late but not ten TTLs old (a stalled node gets its messages
+   * when it wakes; a dead one's shard channel has no listener), and ones not
+   * seen yet whose route is younger than that: a node that started after
+   * this one's last beat. Routes of nodes gone longer are removed.
    */
   async nodesOf(app: string, users: readonly string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     const routes = await Promise.all(users.map((u) => this.#c.hgetall(keys.route(app, u))));
-    const known = this.#known;
+    const now = Date.now();
     users.forEach((u, i) => {
       const seen = new Set<string>();
       const gone: string[] = [];
       for (const [conn, v] of Object.entries(routes[i]!)) {
-        const node = v.slice(0, v.indexOf(SEP));
-        if (!this.#live.has(node) && (known === null || !known.has(node))) {
+        const a = v.indexOf(SEP);
+        const node = v.slice(0, a);
+        if (!this.#routable(node, Number(v.slice(a + 1, v.indexOf(SEP, a + 1))), now)) {
           // Before this node's first beat nothing is known yet: skip, but remove nothing.
-          if (known !== null) gone.push(conn);
+          if (this.#known !== null) gone.push(conn);
           continue;
         }
         if (seen.has(node)) continue;
@@ -204,12 +206,25 @@ export class RedisPresence implements Presence, HubWatcher {
     return out;
   }
 
+  /**
+   * Whether a route of `node`, written when its connection opened at
+   * `since`, still leads somewhere: its node beat within ten TTLs, or has
+   * not been seen and the route is younger than that (a node that started
+   * after this one's last beat: it is learnt at the next).
+   */
+  #routable(node: string, since: number, now: number): boolean {
+    return this.#live.has(node) || this.#known?.has(node) === true || since >= now - 10 * this.#o.nodeTtlMs;
+  }
+
   async devices(app: string, user: string): Promise<readonly Device[]> {
     const routes = await this.#c.hgetall(keys.route(app, user));
     const out: Device[] = [];
+    const known = this.#known;
+    const recent = Date.now() - this.#o.nodeTtlMs;
     for (const [connection, v] of Object.entries(routes)) {
       const [node, since, transport] = v.split(SEP) as [string, string, string];
-      if (!this.#live.has(node)) continue;
+      // Live nodes, and a node not seen yet that opened the connection within a TTL (it started after this node's last beat).
+      if (!this.#live.has(node) && !((known === null || !known.has(node)) && Number(since) >= recent)) continue;
       out.push({ connection, node, since: new Date(Number(since)).toISOString(), transport });
     }
     return out.sort((a, b) => (a.since < b.since ? -1 : 1));

@@ -15,12 +15,22 @@
  * only collects what is already logically gone, with a day of slack.
  */
 import type { AckResult, HistoryPage, InboxPage, InboxSelector, Store, StoredMessage, StoreLimits, StoreOptions, WriteRequest, WriteResult } from '../../core/store.js';
-import { Script, type RedisClient } from './client.js';
+import { SilkError } from '../../core/errors.js';
+import { COMMAND_TIMEOUT_MS, Script, type RedisClient } from './client.js';
 import { decodeStored, encodeBus, encodeStored } from './codec.js';
 import { keys, member, unmember } from './keys.js';
 
 /** Extra lifetime of Redis keys past their logical end, so clocks a little apart never lose data early. */
 const SLACK_MS = 86_400_000;
+/**
+ * How long a claimed idempotency key counts as in progress: a publish with
+ * the same key meanwhile is refused with `idempotency_key_in_use`. A publish
+ * that fails marks its claim failed at once, so this only matters when its
+ * node died, or lost Redis, in the middle. Its stages (claim, writes, done)
+ * each give up after COMMAND_TIMEOUT_MS, or up to about twice that behind a
+ * pipelined batch (docs/cluster.md): five times covers them with room.
+ */
+export const IN_PROGRESS_MS = 5 * COMMAND_TIMEOUT_MS * 2;
 
 /** Drop the expired messages of an inbox; leaves `bytes` current. KEYS: inbox, msgs, exp, meta. */
 const PURGE = `
@@ -175,22 +185,48 @@ return out
 `,
 );
 
-/** KEYS: key. ARGV: id, now, until, pxMs. Returns {state, id}: 'n' new (now pending), 'p' pending, 'd' done. */
+/**
+ * KEYS: key. ARGV: id, now, until, pxMs, inProgressMs. The key's value is
+ * `p:<id>:<until>:<claimed>` while a publish holds it, `f:<id>:<until>:<claimed>`
+ * once that publish failed, `d:<id>:<until>` when done. Returns {state, id,
+ * value, until}: 'n' new (claimed under `id`), 'd' done, 'b' busy (another publish
+ * claimed it less than inProgressMs ago), 't' taken over (a failed publish,
+ * or one that stopped without saying: complete it under `id`). `value` is
+ * what the key now holds, for {@link IDEMPOTENCY_FAILED}; `until` the end of
+ * the key's window, which starts at the first publish.
+ */
 const IDEMPOTENCY = new Script(
   1,
   `
+local now = tonumber(ARGV[2])
 local v = redis.call('GET', KEYS[1])
 if v then
-  local state, id, untl = string.match(v, '^(%a):(%d+):(%d+)$')
-  if state and tonumber(untl) > tonumber(ARGV[2]) then return {state, id} end
+  local state, id, untl, claimed = string.match(v, '^(%a):(%d+):(%d+):?(%d*)$')
+  if state and tonumber(untl) > now then
+    if state == 'd' then return {'d', id, v} end
+    if state == 'p' and claimed ~= '' and now - tonumber(claimed) < tonumber(ARGV[5]) then return {'b', id, v} end
+    local mine = 'p:' .. id .. ':' .. untl .. ':' .. ARGV[2]
+    redis.call('SET', KEYS[1], mine, 'KEEPTTL')
+    return {'t', id, mine, untl}
+  end
 end
-redis.call('SET', KEYS[1], 'p:' .. ARGV[1] .. ':' .. ARGV[3], 'PX', ARGV[4])
-return {'n', ARGV[1]}
+local mine = 'p:' .. ARGV[1] .. ':' .. ARGV[3] .. ':' .. ARGV[2]
+redis.call('SET', KEYS[1], mine, 'PX', ARGV[4])
+return {'n', ARGV[1], mine, ARGV[3]}
 `,
 );
 
 /** KEYS: key. ARGV: id, until. */
 const IDEMPOTENCY_DONE = new Script(1, `redis.call('SET', KEYS[1], 'd:' .. ARGV[1] .. ':' .. ARGV[2], 'XX', 'KEEPTTL') return 1`);
+
+/** KEYS: key. ARGV: the value this publish's claim wrote. Marks it failed if it still holds it. */
+const IDEMPOTENCY_FAILED = new Script(
+  1,
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], 'f' .. string.sub(ARGV[1], 2), 'KEEPTTL') end
+return 1
+`,
+);
 
 /**
  * KEYS: counter. ARGV: size, floor. Returns the block start as a string.
@@ -234,14 +270,34 @@ export class RedisStore implements Store {
     const now = this.#clock();
     let m = req.message;
     const until = now + this.#limits.idempotencySeconds * 1000;
-    let idem: string | undefined;
-    if (req.idempotencyKey !== undefined) {
-      idem = keys.idempotency(req.app, req.idempotencyKey);
-      const [state, id] = (await IDEMPOTENCY.run(this.#c, [idem], [m.id, now, until, until - now + SLACK_MS])) as [string, string];
-      if (state === 'd') return { id, duplicate: true, unread: new Map(), evicted: 0 };
-      // 'p': an earlier attempt with this key did not finish; finish it under its id (the writes repeat harmlessly).
-      if (id !== m.id) m = { ...m, id };
+    if (req.idempotencyKey === undefined) return this.#write(req, m, now);
+    const idem = keys.idempotency(req.app, req.idempotencyKey);
+    const [state, id, claim, end] = (await IDEMPOTENCY.run(this.#c, [idem], [m.id, now, until, until - now + SLACK_MS, IN_PROGRESS_MS])) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (state === 'd') return { id, duplicate: true, unread: new Map(), evicted: 0 };
+    if (state === 'b') {
+      throw new SilkError('idempotency_key_in_use', 'another publish with this idempotencyKey is in progress; retry shortly');
     }
+    // 't': an earlier attempt with this key failed or stopped; complete it under its id (the writes it made repeat harmlessly).
+    if (id !== m.id) m = { ...m, id };
+    let w: WriteResult;
+    try {
+      w = await this.#write(req, m, now);
+    } catch (err) {
+      // So that a retry completes it at once rather than waiting out IN_PROGRESS_MS (best effort: Redis may be why it failed).
+      IDEMPOTENCY_FAILED.run(this.#c, [idem], [claim]).catch(() => undefined);
+      throw err;
+    }
+    await IDEMPOTENCY_DONE.run(this.#c, [idem], [m.id, end]);
+    return w;
+  }
+
+  /** The writes of a durable publish (and of a claimed idempotency key). */
+  async #write(req: WriteRequest, m: StoredMessage, now: number): Promise<WriteResult> {
     const users = req.users ?? [];
     const channels = req.channels ?? [];
     const bytes = Buffer.byteLength(m.data);
@@ -281,7 +337,6 @@ export class RedisStore implements Store {
         ),
       ),
     );
-    if (idem !== undefined) await IDEMPOTENCY_DONE.run(this.#c, [idem], [m.id, until]);
     return { id: m.id, duplicate: false, unread, evicted, published: env !== undefined && channels.length > 0 };
   }
 
