@@ -213,18 +213,23 @@ export class RedisPresence implements Presence, HubWatcher {
    * after this one's last beat: it is learnt at the next).
    */
   #routable(node: string, since: number, now: number): boolean {
-    return this.#live.has(node) || this.#known?.has(node) === true || since >= now - 10 * this.#o.nodeTtlMs;
+    return this.#live.has(node) || !this.#unseen(node) || since >= now - 10 * this.#o.nodeTtlMs;
+  }
+
+  /** Whether `node` was missing from the registry at the last beat (or there was none yet). */
+  #unseen(node: string): boolean {
+    return this.#known === null || !this.#known.has(node);
   }
 
   async devices(app: string, user: string): Promise<readonly Device[]> {
     const routes = await this.#c.hgetall(keys.route(app, user));
     const out: Device[] = [];
-    const known = this.#known;
     const recent = Date.now() - this.#o.nodeTtlMs;
     for (const [connection, v] of Object.entries(routes)) {
       const [node, since, transport] = v.split(SEP) as [string, string, string];
       // Live nodes, and a node not seen yet that opened the connection within a TTL (it started after this node's last beat).
-      if (!this.#live.has(node) && !((known === null || !known.has(node)) && Number(since) >= recent)) continue;
+      const listed = this.#live.has(node) || (this.#unseen(node) && Number(since) >= recent);
+      if (!listed) continue;
       out.push({ connection, node, since: new Date(Number(since)).toISOString(), transport });
     }
     return out.sort((a, b) => (a.since < b.since ? -1 : 1));

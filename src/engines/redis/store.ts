@@ -16,7 +16,7 @@
  */
 import type { AckResult, HistoryPage, InboxPage, InboxSelector, Store, StoredMessage, StoreLimits, StoreOptions, WriteRequest, WriteResult } from '../../core/store.js';
 import { SilkError } from '../../core/errors.js';
-import { COMMAND_TIMEOUT_MS, Script, type RedisClient } from './client.js';
+import { Script, type RedisClient } from './client.js';
 import { decodeStored, encodeBus, encodeStored } from './codec.js';
 import { keys, member, unmember } from './keys.js';
 
@@ -26,11 +26,11 @@ const SLACK_MS = 86_400_000;
  * How long a claimed idempotency key counts as in progress: a publish with
  * the same key meanwhile is refused with `idempotency_key_in_use`. A publish
  * that fails marks its claim failed at once, so this only matters when its
- * node died, or lost Redis, in the middle. Its stages (claim, writes, done)
- * each give up after COMMAND_TIMEOUT_MS, or up to about twice that behind a
- * pipelined batch (docs/cluster.md): five times covers them with room.
+ * node died, or lost Redis, in the middle. Its three stages (claim, writes,
+ * done) each give up after COMMAND_TIMEOUT_MS (3 s), or about twice that
+ * behind a pipelined batch (docs/cluster.md): 18 s at most, and room.
  */
-export const IN_PROGRESS_MS = 5 * COMMAND_TIMEOUT_MS * 2;
+export const IN_PROGRESS_MS = 30_000;
 
 /** Drop the expired messages of an inbox; leaves `bytes` current. KEYS: inbox, msgs, exp, meta. */
 const PURGE = `
