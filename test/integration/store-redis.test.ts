@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { SilkError } from '../../src/core/errors.js';
+import { connect, ready, Script } from '../../src/engines/redis/client.js';
 import { keys } from '../../src/engines/redis/keys.js';
 import { IN_PROGRESS_MS, RedisStore } from '../../src/engines/redis/store.js';
 import { CONTRACT_LIMITS, storeContract } from '../contract/store.js';
@@ -80,5 +82,28 @@ describe('redis store - idempotency claims', () => {
     assert.deepEqual((await store.inbox('a', 'u3', undefined, 10)).messages.map((m) => m.id), [first.id]);
     const repeat = await store.write({ app: 'a', message: message(), users: ['u3'], idempotencyKey: 'failing' });
     assert.deepEqual([repeat.id, repeat.duplicate], [first.id, true]);
+  });
+});
+
+describe('redis store - scripts after a Redis restart', () => {
+  test('a command connection loads every script when it becomes ready, so an inbox read cannot overtake the ack before it', async () => {
+    const c = connect({ url: server.url }, 'command') as Redis;
+    clients.push(c);
+    await ready(c, 5000);
+    const store = new RedisStore({ limits: CONTRACT_LIMITS, client: c });
+    // A restart forgets every script; the connection comes back by itself.
+    await server.stop();
+    const back = once(c, 'ready');
+    await server.restart();
+    await back;
+    await eventually(async () => assert.match(await server.cli('info', 'memory'), new RegExp(`number_of_cached_scripts:${Script.count}\\b`)));
+    const m = { id: '9100000000000000001', data: '"x"', at: Date.now() };
+    await store.write({ app: 'a', message: m, users: ['after-restart'] });
+    assert.equal((await store.inbox('a', 'after-restart', undefined, 10)).unread, 1);
+    // Sent in one tick, in this order: the read must see the acknowledgement.
+    const acked = store.ack('a', 'after-restart', { all: true });
+    const page = store.inbox('a', 'after-restart', undefined, 10);
+    assert.equal((await acked).removed, 1);
+    assert.deepEqual(await page, { messages: [], unread: 0, more: false });
   });
 });

@@ -39,6 +39,17 @@ export function connect(config: RedisConfig, kind: 'command' | 'subscriber'): Re
     // The subscriber's commands (SSUBSCRIBE) wait for the connection instead.
     ...(kind === 'command' ? { commandTimeout: COMMAND_TIMEOUT_MS } : {}),
   };
+  const client = open(config, common, kind);
+  // ioredis emits 'ready' on the tick after it starts taking commands, before timers and I/O
+  // callbacks run again: the scripts are loaded ahead of the commands that follow a (re)connect.
+  if (kind === 'command') {
+    if (client instanceof Cluster) client.on('+node', (node: Redis) => node.on('ready', () => Script.loadAll(node)));
+    else client.on('ready', () => Script.loadAll(client));
+  }
+  return client;
+}
+
+function open(config: RedisConfig, common: RedisOptions, kind: 'command' | 'subscriber'): RedisClient {
   if ('cluster' in config) {
     // The configuration checked that every seed has the same scheme and credentials.
     const seed = new URL(config.cluster[0]!);
@@ -85,8 +96,13 @@ export function ready(client: RedisClient, ms: number): Promise<void> {
   });
 }
 
-/** A Lua script run by its SHA, loaded on first use (and again after a Redis restart). */
+/**
+ * A Lua script run by its SHA. Every script is loaded on a command
+ * connection each time it becomes ready (see {@link connect}); a script
+ * Redis does not know anyway (its cache flushed by hand) is sent whole.
+ */
 export class Script {
+  static readonly #all: Script[] = [];
   readonly #lua: string;
   readonly #sha: string;
   readonly #keys: number;
@@ -95,6 +111,22 @@ export class Script {
     this.#lua = lua;
     this.#keys = keys;
     this.#sha = createHash('sha1').update(lua).digest('hex');
+    Script.#all.push(this);
+  }
+
+  /** How many scripts there are. */
+  static get count(): number {
+    return Script.#all.length;
+  }
+
+  /**
+   * Load every script on one Redis server. A restarted Redis has forgotten
+   * them: without this, a script's first use gets NOSCRIPT and goes out
+   * again as EVAL a round trip later, behind commands issued after it (an
+   * inbox read overtaking the acknowledgement before it).
+   */
+  static loadAll(redis: Redis): void {
+    for (const s of Script.#all) redis.script('LOAD', s.#lua).catch(() => undefined);
   }
 
   async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
