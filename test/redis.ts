@@ -13,6 +13,27 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
+/** A test CA and a server certificate it signed for 127.0.0.1, as files in `dir`. */
+export interface TlsFiles {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Make {@link TlsFiles} in `dir` with openssl (RSA 2048, valid two days). */
+export async function makeTestCa(dir: string): Promise<TlsFiles> {
+  const f = (name: string): string => join(dir, name);
+  const subj = (cn: string): string[] => ['-subj', `/CN=${cn}`];
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', ...subj('silk-test-ca')]);
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), ...subj('127.0.0.1')]);
+  writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await run('openssl', [
+    'x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-out', f('server.crt'), '-days', '2', '-extfile', f('ext.cnf'),
+  ]);
+  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
+}
+
 /** A port that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const s = createServer();
@@ -47,12 +68,15 @@ export class RedisServer {
   readonly dir: string;
   /** What clients must AUTH with, if anything (`requirepass`). */
   readonly password: string | undefined;
+  /** Set when the server speaks only TLS (on `port`). */
+  readonly tls: TlsFiles | undefined;
   readonly #args: readonly string[];
   #proc: ChildProcess | null = null;
 
-  private constructor(port: number, dir: string, args: readonly string[], password: string | undefined) {
+  private constructor(port: number, dir: string, args: readonly string[], password: string | undefined, tls: TlsFiles | undefined) {
     this.port = port;
     this.password = password;
+    this.tls = tls;
     this.dir = dir;
     this.#args = args;
   }
@@ -61,11 +85,17 @@ export class RedisServer {
    * Start a redis-server on a free port. `persist: true` turns on the
    * append-only file with fsync every write (what Silk's durability needs).
    */
-  static async start(opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string } = {}): Promise<RedisServer> {
+  static async start(
+    opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string; tls?: TlsFiles } = {},
+  ): Promise<RedisServer> {
     const port = opts.port ?? (opts.cluster ? await freeClusterPort() : await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
+    const t = opts.tls;
     const args = [
-      '--port', String(port),
+      ...(t === undefined
+        ? ['--port', String(port)]
+        : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', t.cert, '--tls-key-file', t.key, '--tls-ca-cert-file', t.ca, '--tls-auth-clients', 'no']),
+      ...(t !== undefined && opts.cluster ? ['--tls-cluster', 'yes'] : []),
       '--bind', '127.0.0.1',
       '--dir', dir,
       '--save', '',
@@ -75,7 +105,7 @@ export class RedisServer {
       ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
       ...(opts.password !== undefined ? ['--requirepass', opts.password, '--masterauth', opts.password] : []),
     ];
-    const r = new RedisServer(port, dir, args, opts.password);
+    const r = new RedisServer(port, dir, args, opts.password, opts.tls);
     try {
       await r.restart();
     } catch (err) {
@@ -86,14 +116,15 @@ export class RedisServer {
   }
 
   get url(): string {
+    const scheme = this.tls === undefined ? 'redis' : 'rediss';
     return this.password === undefined
-      ? `redis://127.0.0.1:${this.port}`
-      : `redis://:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}`;
+      ? `${scheme}://127.0.0.1:${this.port}`
+      : `${scheme}://:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}`;
   }
 
   /** redis-cli's arguments to reach this server. */
   get cliArgs(): string[] {
-    return ['-p', String(this.port), ...(this.password !== undefined ? ['-a', this.password, '--no-auth-warning'] : [])];
+    return ['-p', String(this.port), ...cliAuth(this.password, this.tls)];
   }
 
   get running(): boolean {
@@ -148,15 +179,22 @@ export class RedisServer {
   }
 }
 
+/** redis-cli's options for a password and TLS. */
+function cliAuth(password: string | undefined, tls: TlsFiles | undefined): string[] {
+  return [
+    ...(password !== undefined ? ['-a', password, '--no-auth-warning'] : []),
+    ...(tls !== undefined ? ['--tls', '--cacert', tls.ca] : []),
+  ];
+}
+
 /** Three masters, no replicas, all slots assigned; resolves once the cluster says ok. */
-export async function startCluster(opts: { password?: string } = {}): Promise<RedisServer[]> {
+export async function startCluster(opts: { password?: string; tls?: TlsFiles } = {}): Promise<RedisServer[]> {
   const started = await Promise.allSettled([0, 1, 2].map(() => RedisServer.start({ cluster: true, ...opts })));
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
-    const auth = opts.password !== undefined ? ['-a', opts.password, '--no-auth-warning'] : [];
-    await run('redis-cli', [...auth, '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
+    await run('redis-cli', [...cliAuth(opts.password, opts.tls), '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes']);
     for (let i = 0; i < 200; i++) {
       const states = await Promise.all(nodes.map((n) => n.cli('cluster', 'info')));
       if (states.every((s) => s.includes('cluster_state:ok'))) return nodes;

@@ -1,0 +1,56 @@
+/**
+ * Silk on Redis over TLS: one server (`rediss://` URL, handled by ioredis)
+ * and a three-master Redis Cluster whose seed URLs carry TLS and a
+ * password (client.ts passes both on to every node). The servers use a
+ * test CA made with openssl; the Silk nodes trust it through
+ * NODE_EXTRA_CA_CERTS, as a deployment with a private CA would.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { SilkCluster } from '../cluster.js';
+import { eventually, tempDir } from '../helpers.js';
+import { makeTestCa, RedisServer, startCluster } from '../redis.js';
+
+describe('redis over TLS', { timeout: 60_000 }, () => {
+  const certs = tempDir('silk-tls-');
+  let single: RedisServer;
+  let masters: RedisServer[] = [];
+  const clusters: SilkCluster[] = [];
+  before(async () => {
+    const tls = await makeTestCa(certs);
+    // Inherited by the `silk serve` children.
+    process.env['NODE_EXTRA_CA_CERTS'] = tls.ca;
+    [single, masters] = await Promise.all([RedisServer.start({ tls }), startCluster({ tls, password: 'tls-p@ss' })]);
+  });
+  after(async () => {
+    for (const c of clusters) await c.close();
+    await Promise.all([single, ...masters].filter((s) => s !== undefined).map((s) => s.destroy()));
+    rmSync(certs, { recursive: true, force: true });
+  });
+
+  test('tls - one Redis through a rediss:// URL: durable messages are stored and delivered', async () => {
+    assert.match(single.url, /^rediss:/);
+    const cluster = new SilkCluster(single.url);
+    clusters.push(cluster);
+    const [n] = await cluster.start(1);
+    const c = await n!.connect('secure');
+    await eventually(async () => assert.equal((await n!.api('GET', '/v1/apps/acme/users/secure')).body.devices.length, 1));
+    const m = await n!.publish({ to: { users: ['secure'] }, data: 'over tls', durable: true });
+    assert.equal(m.status, 202);
+    await c.next((f) => f.id === m.body.id);
+    assert.equal((await n!.api('GET', '/v1/apps/acme/users/secure/inbox')).body.unread, 1);
+  });
+
+  test('tls - a Redis Cluster through rediss:// seeds with a password: messages cross nodes, the inbox is stored', async () => {
+    const cluster = new SilkCluster({ cluster: masters.map((s) => s.url) });
+    clusters.push(cluster);
+    const [a, b] = await cluster.start(2);
+    const c = await b!.connect('cluster-secure');
+    await eventually(async () => assert.equal((await a!.api('GET', '/v1/apps/acme/users/cluster-secure')).body.devices.length, 1));
+    const m = await a!.publish({ to: { users: ['cluster-secure'] }, data: 'across', durable: true });
+    assert.equal(m.status, 202);
+    await c.next((f) => f.id === m.body.id);
+    assert.equal((await b!.api('GET', '/v1/apps/acme/users/cluster-secure/inbox')).body.unread, 1);
+  });
+});
