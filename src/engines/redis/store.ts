@@ -284,16 +284,15 @@ export class RedisStore implements Store {
     }
     // 't': an earlier attempt with this key failed or stopped; complete it under its id (the writes it made repeat harmlessly).
     if (id !== m.id) m = { ...m, id };
-    let w: WriteResult;
     try {
-      w = await this.#write(req, m, now);
+      const w = await this.#write(req, m, now);
+      await IDEMPOTENCY_DONE.run(this.#c, [idem], [m.id, end]);
+      return w;
     } catch (err) {
       // So that a retry completes it at once rather than waiting out IN_PROGRESS_MS (best effort: Redis may be why it failed).
       IDEMPOTENCY_FAILED.run(this.#c, [idem], [claim]).catch(() => undefined);
       throw err;
     }
-    await IDEMPOTENCY_DONE.run(this.#c, [idem], [m.id, end]);
-    return w;
   }
 
   /** The writes of a durable publish (and of a claimed idempotency key). */
