@@ -10,8 +10,11 @@
  * load generator pays for both ends of every TCP handshake in the kernel,
  * so on a small machine the storm rate is the generator's, and the server's
  * capacity is one CPU-second over its CPU per connection. Also server RSS per connection
- * (RSS after the connections settle less RSS before, over the connections)
- * and the server's event-loop delay and longest GC pause while connecting.
+ * (RSS less RSS before the storm, over the connections) twice: 5 s after the
+ * storm, while the process still holds the storm's garbage and V8's grown
+ * young generation, and at the end of the idle hold (`--settle`, 40 s), once
+ * V8 has given that back: the memory idle connections keep. And the
+ * server's event-loop delay and longest GC pause while connecting.
  */
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
@@ -24,6 +27,8 @@ import { parseSystems, startSystem, type SystemSpec } from '../lib/systems.js';
 import type { ClientResults, ConnectArgs, ConnectResult } from '../fanout/clients.js';
 
 const CLIENT_PROCESSES = 4;
+/** When, after the storm, the "right after the storm" memory figure is read. */
+const STORM_SECONDS = 5;
 
 export interface IdleRun {
   readonly system: string;
@@ -36,7 +41,12 @@ export interface IdleRun {
   readonly serverSystemMicros: number;
   readonly rssBeforeMiB: number;
   readonly rssAfterMiB: number;
+  /** Server RSS, MiB, at each second of the idle hold after the storm. */
+  readonly rssSeriesMiB?: number[];
+  /** RSS growth per connection at the end of the idle hold (`--settle` seconds). */
   readonly bytesPerConnection: number;
+  /** RSS growth per connection {@link STORM_SECONDS} after the storm (older results files lack it). */
+  readonly stormBytesPerConnection?: number;
   readonly heapBytesPerConnection: number;
   readonly server: ServerStats | undefined;
   readonly notes: string[];
@@ -85,8 +95,16 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
     if (connected < o.connections) notes.push(`${connected} of ${o.connections} connected: ${results.flatMap((r) => r.errors).join('; ')}`);
     // The processes connect side by side: the slowest one's time is the storm's.
     const seconds = Math.max(...results.map((r) => r.ms)) / 1000;
-    await sleep(o.settle * 1000);
+    // RSS once a second while the connections sit idle: right after a storm
+    // it still holds the storm's garbage and V8's grown young generation,
+    // which V8 gives back once allocation has been low for a while.
+    const rssSeries: number[] = [];
+    for (let s = 0; s < o.settle; s++) {
+      await sleep(1000);
+      rssSeries.push((rssBytes(server.pid) ?? NaN) / 2 ** 20);
+    }
     const rssAfter = rssBytes(server.pid) ?? NaN;
+    const rssStorm = rssSeries.length >= STORM_SECONDS ? rssSeries[STORM_SECONDS - 1]! * 2 ** 20 : rssAfter;
     const after = await server.call<ServerStats>('stats').catch(() => undefined);
     const open = (await Promise.all(clients.map((c) => c.call<ClientResults>('results')))).reduce((s, r) => s + r.open, 0);
     if (open < connected) notes.push(`${connected - open} connections closed while idle`);
@@ -101,6 +119,8 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       rssBeforeMiB: rssBefore / 2 ** 20,
       rssAfterMiB: rssAfter / 2 ** 20,
       bytesPerConnection: (rssAfter - rssBefore) / connected,
+      stormBytesPerConnection: (rssStorm - rssBefore) / connected,
+      rssSeriesMiB: rssSeries,
       heapBytesPerConnection: after === undefined ? NaN : (after.memory.heapUsed - before.memory.heapUsed) / connected,
       server: stats,
       notes,
@@ -117,7 +137,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
   const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
   const kb = (x: number): string => (x / 1024).toFixed(1);
   return table(
-    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', 'KB RSS/conn', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
+    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', `KB RSS/conn at ${STORM_SECONDS} s`, 'KB RSS/conn settled', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
     systems.map((s) => {
       const rs = runs.filter((r) => r.system === s);
       const b = spread(rs.map((r) => r.bytesPerConnection));
@@ -127,6 +147,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
         fmtSpread(spread(rs.map((r) => r.connectsPerSecond))),
         fmtSpread(spread(rs.map((r) => r.serverCpuMicros)), (x) => x.toFixed(0)),
         fmtSpread(spread(rs.map((r) => 1e6 / r.serverCpuMicros))),
+        fmtSpread(spread(rs.map((r) => r.stormBytesPerConnection ?? NaN)), kb),
         fmtSpread(b, kb),
         ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
         fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
@@ -139,14 +160,14 @@ export function idleTable(runs: readonly IdleRun[]): string {
 }
 
 /** The charts of an idle results file. */
-export function idleCharts(d: { machine: Machine; date: string; options: { systems: string[]; connections: number }; runs: IdleRun[] }): { file: string; chart: BarChart }[] {
+export function idleCharts(d: { machine: Machine; date: string; options: { systems: string[]; connections: number; settle?: number }; runs: IdleRun[] }): { file: string; chart: BarChart }[] {
   const where = `${d.options.connections.toLocaleString('en')} connections; ${d.machine.cpuModel}, ${d.machine.nproc} CPUs, Node ${d.machine.node}, ${d.date.slice(0, 10)}`;
   const systems = d.options.systems;
   const all = [{ label: `${d.options.connections.toLocaleString('en')} idle connections`, match: () => true }];
   return [
     {
       file: `${ROOT}/${CHARTS_DIR}/idle-memory.png`,
-      chart: { title: 'Server RSS per idle connection, KB (lower is better)', subtitle: where, unit: 'KB', groups: all.map((g) => g.label), series: seriesOf(d.runs, systems, all, (r) => r.system, (r) => r.bytesPerConnection / 1024) },
+      chart: { title: `Server RSS per idle connection, KB${d.options.settle === undefined ? '' : `, ${d.options.settle} s after the storm`} (lower is better)`, subtitle: where, unit: 'KB', groups: all.map((g) => g.label), series: seriesOf(d.runs, systems, all, (r) => r.system, (r) => r.bytesPerConnection / 1024) },
     },
     {
       file: `${ROOT}/${CHARTS_DIR}/idle-connect.png`,
@@ -164,7 +185,7 @@ export function idleCharts(d: { machine: Machine; date: string; options: { syste
 export const idle: Scenario = {
   name: 'idle',
   summary: 'connection storm then idle: connects/s and server memory per connection, Silk beside raw ws and Socket.IO',
-  usage: 'idle [--connections 19000] [--systems silk,ws,socketio] [--repeats 2] [--settle 5] [--quick] [--out FILE]',
+  usage: 'idle [--connections 19000] [--systems silk,ws,socketio] [--repeats 2] [--settle 40] [--quick] [--out FILE]',
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -172,7 +193,7 @@ export const idle: Scenario = {
         connections: { type: 'string', default: '19000' },
         systems: { type: 'string', default: 'silk,ws,socketio' },
         repeats: { type: 'string', default: '2' },
-        settle: { type: 'string', default: '5' },
+        settle: { type: 'string', default: '40' },
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
       },
@@ -195,7 +216,9 @@ export const idle: Scenario = {
           const run = await oneRun(spec, r, o);
           runs.push(run);
           process.stderr.write(
-            `  ${si(run.connectsPerSecond)} connects/s, ${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn` +
+            `  ${si(run.connectsPerSecond)} connects/s, ${run.serverCpuMicros.toFixed(0)} µs server CPU/conn, ` +
+              `${((run.stormBytesPerConnection ?? NaN) / 1024).toFixed(1)} KB/conn at ${STORM_SECONDS} s, ${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn settled` +
+              ` (RSS MiB by second: ${(run.rssSeriesMiB ?? []).map((x) => x.toFixed(0)).join(' ')})` +
               (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
               '\n',
           );
