@@ -90,8 +90,16 @@ export type RedisConfig =
       readonly sentinel: {
         readonly sentinels: readonly { readonly host: string; readonly port: number }[];
         readonly name: string;
+        /** ACL user and password for the master and replicas (`AUTH`). */
+        readonly username?: string;
         readonly password?: string;
+        /** ACL user and password for the Sentinels. */
+        readonly sentinelUsername?: string;
         readonly sentinelPassword?: string;
+        /** Speak TLS to the master and replicas. */
+        readonly tls?: boolean;
+        /** Speak TLS to the Sentinels. */
+        readonly sentinelTls?: boolean;
       };
     }
   | { readonly cluster: readonly string[] };
@@ -242,7 +250,7 @@ function validateRedis(v: unknown): RedisConfig {
   }
   const s = v['sentinel'];
   if (!isObject(s)) fail('redis.sentinel', 'must be an object', s);
-  checkKeys(s, new Set(['sentinels', 'name', 'password', 'sentinelPassword']), 'redis.sentinel.');
+  checkKeys(s, new Set(['sentinels', 'name', 'username', 'password', 'sentinelUsername', 'sentinelPassword', 'tls', 'sentinelTls']), 'redis.sentinel.');
   const list = s['sentinels'];
   if (!Array.isArray(list) || list.length === 0) fail('redis.sentinel.sentinels', 'must be a non-empty array of {host, port}', list);
   const sentinels = list.map((x, i) => {
@@ -255,8 +263,12 @@ function validateRedis(v: unknown): RedisConfig {
     sentinel: {
       sentinels,
       name: string('redis.sentinel.name', s['name']),
+      ...(s['username'] !== undefined ? { username: string('redis.sentinel.username', s['username']) } : {}),
       ...(s['password'] !== undefined ? { password: string('redis.sentinel.password', s['password']) } : {}),
+      ...(s['sentinelUsername'] !== undefined ? { sentinelUsername: string('redis.sentinel.sentinelUsername', s['sentinelUsername']) } : {}),
       ...(s['sentinelPassword'] !== undefined ? { sentinelPassword: string('redis.sentinel.sentinelPassword', s['sentinelPassword']) } : {}),
+      ...(s['tls'] !== undefined ? { tls: boolean('redis.sentinel.tls', s['tls']) } : {}),
+      ...(s['sentinelTls'] !== undefined ? { sentinelTls: boolean('redis.sentinel.sentinelTls', s['sentinelTls']) } : {}),
     },
   };
 }
@@ -294,6 +306,11 @@ function seconds(key: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
     fail(key, `must be a number of seconds from ${min} to ${max}`, v);
   }
+  return v;
+}
+
+function boolean(key: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(key, 'must be true or false', v);
   return v;
 }
 
@@ -357,10 +374,7 @@ export function validateConfig(file: unknown): Config {
     }
     c.logLevel = file['logLevel'] as LogLevel;
   }
-  if (file['dev'] !== undefined) {
-    if (typeof file['dev'] !== 'boolean') fail('dev', 'must be true or false', file['dev']);
-    c.dev = file['dev'];
-  }
+  if (file['dev'] !== undefined) c.dev = boolean('dev', file['dev']);
   if (file['store'] !== undefined) c.store = oneOf('store', file['store'], STORE_ENGINES);
   if (file['sqliteSynchronous'] !== undefined) {
     c.sqliteSynchronous = oneOf('sqliteSynchronous', file['sqliteSynchronous'], SQLITE_SYNCHRONOUS);

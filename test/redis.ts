@@ -86,7 +86,7 @@ export class RedisServer {
    * append-only file with fsync every write (what Silk's durability needs).
    */
   static async start(
-    opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string; tls?: TlsFiles } = {},
+    opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string; tls?: TlsFiles; user?: AclUser } = {},
   ): Promise<RedisServer> {
     const port = opts.port ?? (opts.cluster ? await freeClusterPort() : await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
@@ -104,6 +104,7 @@ export class RedisServer {
       '--protected-mode', 'no',
       ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
       ...(opts.password !== undefined ? ['--requirepass', opts.password, '--masterauth', opts.password] : []),
+      ...(opts.user !== undefined ? ['--user', ...aclUser(opts.user)] : []),
     ];
     const r = new RedisServer(port, dir, args, opts.password, opts.tls);
     try {
@@ -179,6 +180,16 @@ export class RedisServer {
   }
 }
 
+/** An ACL user with every right (besides the `default` user). */
+export interface AclUser {
+  readonly name: string;
+  readonly password: string;
+}
+
+function aclUser(u: AclUser): string[] {
+  return [u.name, 'on', `>${u.password}`, '~*', '&*', '+@all'];
+}
+
 /** redis-cli's options for a password and TLS. */
 function cliAuth(password: string | undefined, tls: TlsFiles | undefined): string[] {
   return [
@@ -208,34 +219,55 @@ export async function startCluster(opts: { password?: string; tls?: TlsFiles } =
   }
 }
 
-/** A Sentinel watching `master` under the name `name`; returns the process and its port. */
-export async function startSentinel(master: RedisServer, name: string): Promise<{ port: number; stop: () => Promise<void> }> {
+/**
+ * A Sentinel watching `master` under the name `name`; returns the process and its port.
+ * With `tls`, it listens only for TLS and speaks TLS to the master (whose own TLS files it
+ * shares); with `user`, it requires that ACL user (and its `default` user is off).
+ */
+export async function startSentinel(
+  master: RedisServer,
+  name: string,
+  opts: { tls?: TlsFiles; user?: AclUser } = {},
+): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'silk-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
-  writeFileSync(
-    conf,
-    `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor ${name} 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds ${name} 1000\n`,
-  );
+  const t = opts.tls;
+  const lines = [
+    ...(t === undefined
+      ? [`port ${port}`]
+      : ['port 0', `tls-port ${port}`, `tls-cert-file ${t.cert}`, `tls-key-file ${t.key}`, `tls-ca-cert-file ${t.ca}`, 'tls-auth-clients no', 'tls-replication yes']),
+    'bind 127.0.0.1',
+    `dir ${dir}`,
+    `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+    `sentinel down-after-milliseconds ${name} 1000`,
+    ...(master.password !== undefined ? [`sentinel auth-pass ${name} ${master.password}`] : []),
+    ...(opts.user !== undefined ? [`user ${aclUser(opts.user).join(' ')}`, 'user default off'] : []),
+  ];
+  writeFileSync(conf, lines.join('\n') + '\n');
   const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  const cli = [
+    '-p', String(port),
+    ...(opts.user !== undefined ? ['--user', opts.user.name, '--pass', opts.user.password, '--no-auth-warning'] : []),
+    ...(t !== undefined ? ['--tls', '--cacert', t.ca] : []),
+  ];
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const gone = once(proc, 'exit');
+      proc.kill('SIGKILL');
+      await gone;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
   for (let i = 0; i < 200; i++) {
     try {
-      const { stdout } = await run('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', name]);
-      if (stdout.includes(String(master.port))) break;
+      const { stdout } = await run('redis-cli', [...cli, 'sentinel', 'get-master-addr-by-name', name]);
+      if (stdout.includes(String(master.port))) return { port, stop };
     } catch {
       /* not up yet */
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  return {
-    port,
-    stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const gone = once(proc, 'exit');
-        proc.kill('SIGKILL');
-        await gone;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  await stop();
+  throw new Error(`the Sentinel on port ${port} did not name the master ${name}`);
 }

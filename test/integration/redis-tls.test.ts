@@ -1,7 +1,8 @@
 /**
- * Silk on Redis over TLS: one server (`rediss://` URL, handled by ioredis)
- * and a three-master Redis Cluster whose seed URLs carry TLS and a
- * password (client.ts passes both on to every node). The servers use a
+ * Silk on Redis over TLS: one server (`rediss://` URL, handled by ioredis),
+ * a three-master Redis Cluster whose seed URLs carry TLS and a password
+ * (client.ts passes both on to every node), and a master found through a
+ * Sentinel, both over TLS and each with an ACL user. The servers use a
  * test CA made with openssl; the Silk nodes trust it through
  * NODE_EXTRA_CA_CERTS, as a deployment with a private CA would.
  */
@@ -10,21 +11,24 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { SilkCluster } from '../cluster.js';
 import { eventually, tempDir } from '../helpers.js';
-import { makeTestCa, RedisServer, startCluster } from '../redis.js';
+import { makeTestCa, RedisServer, startCluster, startSentinel, type TlsFiles } from '../redis.js';
 
 describe('redis over TLS', { timeout: 60_000 }, () => {
   const certs = tempDir('silk-tls-');
   let single: RedisServer;
   let masters: RedisServer[] = [];
+  let tls: TlsFiles;
   const clusters: SilkCluster[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
   before(async () => {
-    const tls = await makeTestCa(certs);
+    tls = await makeTestCa(certs);
     // Inherited by the `silk serve` children.
     process.env['NODE_EXTRA_CA_CERTS'] = tls.ca;
     [single, masters] = await Promise.all([RedisServer.start({ tls }), startCluster({ tls, password: 'tls-p@ss' })]);
   });
   after(async () => {
     for (const c of clusters) await c.close();
+    for (const f of cleanups) await f();
     await Promise.all([single, ...masters].filter((s) => s !== undefined).map((s) => s.destroy()));
     rmSync(certs, { recursive: true, force: true });
   });
@@ -52,5 +56,34 @@ describe('redis over TLS', { timeout: 60_000 }, () => {
     assert.equal(m.status, 202);
     await c.next((f) => f.id === m.body.id);
     assert.equal((await b!.api('GET', '/v1/apps/acme/users/cluster-secure/inbox')).body.unread, 1);
+  });
+
+  test('tls - a master found through a Sentinel, both over TLS with ACL users: durable messages are stored and delivered', async () => {
+    // The `default` users' passwords differ from the ACL users': only the user and password configured get in.
+    const master = await RedisServer.start({ tls, password: 'default-pw', user: { name: 'silk', password: 'silk-pw' } });
+    cleanups.push(() => master.destroy());
+    const sentinel = await startSentinel(master, 'tlsmaster', { tls, user: { name: 'watcher', password: 'watch-pw' } });
+    cleanups.unshift(() => sentinel.stop());
+    const cluster = new SilkCluster({
+      sentinel: {
+        sentinels: [{ host: '127.0.0.1', port: sentinel.port }],
+        name: 'tlsmaster',
+        username: 'silk',
+        password: 'silk-pw',
+        sentinelUsername: 'watcher',
+        sentinelPassword: 'watch-pw',
+        tls: true,
+        sentinelTls: true,
+      },
+    });
+    clusters.push(cluster);
+    const [n] = await cluster.start(1);
+    const c = await n!.connect('sentinel-secure');
+    await eventually(async () => assert.equal((await n!.api('GET', '/v1/apps/acme/users/sentinel-secure')).body.devices.length, 1));
+    const m = await n!.publish({ to: { users: ['sentinel-secure'] }, data: 'through sentinel', durable: true });
+    assert.equal(m.status, 202);
+    await c.next((f) => f.id === m.body.id);
+    assert.equal((await n!.api('GET', '/v1/apps/acme/users/sentinel-secure/inbox')).body.unread, 1);
+    assert.ok(Number(await master.cli('dbsize')) > 0, 'the data went to the master the Sentinel named');
   });
 });

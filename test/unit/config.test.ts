@@ -131,6 +131,28 @@ describe('config', () => {
     }
   });
 
+  test('validateConfig - Sentinel takes ACL users and TLS for the master and the Sentinels', () => {
+    const sentinel = {
+      sentinels: [{ host: '10.0.0.11', port: 26379 }],
+      name: 'silk',
+      username: 'silk',
+      password: 'pw',
+      sentinelUsername: 'watcher',
+      sentinelPassword: 'spw',
+      tls: true,
+      sentinelTls: false,
+    };
+    assert.deepEqual(validateConfig({ redis: { sentinel } }).redis, { sentinel });
+    const bad: [Record<string, unknown>, string][] = [
+      [{ ...sentinel, tls: 'yes' }, 'redis.sentinel.tls'],
+      [{ ...sentinel, sentinelTls: 1 }, 'redis.sentinel.sentinelTls'],
+      [{ ...sentinel, username: '' }, 'redis.sentinel.username'],
+      [{ ...sentinel, sentinelUsername: 7 }, 'redis.sentinel.sentinelUsername'],
+      [{ ...sentinel, ssl: true }, 'redis.sentinel.ssl'],
+    ];
+    for (const [s, key] of bad) rejects(() => validateConfig({ redis: { sentinel: s } }), key);
+  });
+
   test('validateConfig - the message says what was given', () => {
     assert.throws(() => validateConfig({ port: 70000 }), /70000/);
     assert.throws(() => validateConfig({ logLevel: 'verbose' }), /verbose/);

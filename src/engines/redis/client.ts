@@ -73,8 +73,14 @@ function open(config: RedisConfig, common: RedisOptions, kind: 'command' | 'subs
       ...common,
       sentinels: s.sentinels.map((x) => ({ host: x.host, port: x.port })),
       name: s.name,
+      ...(s.username !== undefined ? { username: s.username } : {}),
       ...(s.password !== undefined ? { password: s.password } : {}),
+      ...(s.sentinelUsername !== undefined ? { sentinelUsername: s.sentinelUsername } : {}),
       ...(s.sentinelPassword !== undefined ? { sentinelPassword: s.sentinelPassword } : {}),
+      // Certificates are checked against the host each server is reached at: for the master and
+      // replicas, the address the Sentinels announce. A private CA is trusted through NODE_EXTRA_CA_CERTS.
+      ...(s.tls === true ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+      ...(s.sentinelTls === true ? { sentinelTLS: {} } : {}),
     });
   }
   return new Redis(config.url, common);
