@@ -30,7 +30,7 @@ export const SYSTEMS: Record<SystemName, SystemSpec> = {
     publishPath: `/v1/apps/${BENCH_APP.id}/messages`,
     publishHeaders: { authorization: `Bearer ${BENCH_APP.apiKey}` },
     start: (cpu, execArgv) =>
-      startChild(script('silk-server.js'), [], { name: 'silk', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
+      startChild(script('silk-server.js'), process.env['BENCH_SILK_CONFIG'] ? ['--config', process.env['BENCH_SILK_CONFIG']] : [], { name: 'silk', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
   },
   'ws-coalesce': {
     name: 'ws-coalesce',
