@@ -6,6 +6,7 @@
 import { RedisServer } from '../../test/redis.js';
 import { startChild, type Child } from './proc.js';
 import { script } from './scenario.js';
+import { serverNodeArgs } from './systems.js';
 
 export interface Deployment {
   readonly name: string;
@@ -22,7 +23,9 @@ export async function deploy(name: string, count: number, cluster: boolean, limi
     for (let i = 0; i < count; i++) {
       const args = ['--limits', JSON.stringify({ maxConnectionsPerApp: 1_000_000, ...limits })];
       if (redis !== undefined) args.push('--redis', redis.url);
-      const child = startChild(script('silk-server.js'), args, { name: `${name}-${i}` , forwardStdout: false });
+      if (process.env['BENCH_SILK_CONFIG']) args.push('--config', process.env['BENCH_SILK_CONFIG']);
+      const execArgv = serverNodeArgs();
+      const child = startChild(script('silk-server.js'), args, { name: `${name}-${i}`, forwardStdout: false, ...(execArgv ? { execArgv } : {}) });
       const ready = await child.waitFor<{ port: number }>((m) => (m as { ready?: boolean }).ready === true, 30_000);
       nodes.push({ child, port: ready.port });
     }
