@@ -259,6 +259,11 @@ function validateRedis(v: unknown): RedisConfig {
     checkKeys(x, new Set(['host', 'port']), `${where}.`);
     return { host: string(`${where}.host`, x['host']), port: integer(`${where}.port`, x['port'], 1, 65535) };
   });
+  // An ACL user without its password would be sent as `AUTH <user>`, which Redis takes for the default user's password.
+  if (s['username'] !== undefined && s['password'] === undefined) fail('redis.sentinel.username', 'needs redis.sentinel.password', s['username']);
+  if (s['sentinelUsername'] !== undefined && s['sentinelPassword'] === undefined) {
+    fail('redis.sentinel.sentinelUsername', 'needs redis.sentinel.sentinelPassword', s['sentinelUsername']);
+  }
   return {
     sentinel: {
       sentinels,

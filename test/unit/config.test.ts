@@ -149,6 +149,8 @@ describe('config', () => {
       [{ ...sentinel, username: '' }, 'redis.sentinel.username'],
       [{ ...sentinel, sentinelUsername: 7 }, 'redis.sentinel.sentinelUsername'],
       [{ ...sentinel, ssl: true }, 'redis.sentinel.ssl'],
+      [{ ...sentinel, password: undefined }, 'redis.sentinel.username'],
+      [{ ...sentinel, sentinelPassword: undefined }, 'redis.sentinel.sentinelUsername'],
     ];
     for (const [s, key] of bad) rejects(() => validateConfig({ redis: { sentinel: s } }), key);
   });
