@@ -26,13 +26,18 @@ const { values } = parseArgs({
   strict: true,
 });
 
+const extra = JSON.parse(values.config) as Record<string, unknown>;
+// The bench owns these: a run that changed them would not be the run its scenario describes.
+for (const k of ['port', 'host', 'dataDir', 'redis', 'apps', 'logLevel', 'limits']) {
+  if (k in extra) throw new Error(`--config (BENCH_SILK_CONFIG) may not set ${k}: the bench sets it (limits: --limits)`);
+}
 const config = validateConfig({
   port: Number(values.port),
   host: '127.0.0.1',
   // The embedded default store, in a directory of its own removed at exit.
   dataDir: mkdtempSync(join(tmpdir(), 'silk-bench-')),
   ...(values.redis !== undefined ? { redis: values.redis } : {}),
-  ...(JSON.parse(values.config) as Record<string, unknown>),
+  ...extra,
   apps: [BENCH_APP],
   logLevel: 'warn',
   limits: {

@@ -104,7 +104,8 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       rssSeries.push((rssBytes(server.pid) ?? NaN) / 2 ** 20);
     }
     const rssAfter = rssBytes(server.pid) ?? NaN;
-    const rssStorm = rssSeries.length >= STORM_SECONDS ? rssSeries[STORM_SECONDS - 1]! * 2 ** 20 : rssAfter;
+    // A hold shorter than that (--quick) has no such reading.
+    const rssStorm = rssSeries.length >= STORM_SECONDS ? rssSeries[STORM_SECONDS - 1]! * 2 ** 20 : NaN;
     const after = await server.call<ServerStats>('stats').catch(() => undefined);
     const open = (await Promise.all(clients.map((c) => c.call<ClientResults>('results')))).reduce((s, r) => s + r.open, 0);
     if (open < connected) notes.push(`${connected - open} connections closed while idle`);
@@ -119,7 +120,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       rssBeforeMiB: rssBefore / 2 ** 20,
       rssAfterMiB: rssAfter / 2 ** 20,
       bytesPerConnection: (rssAfter - rssBefore) / connected,
-      stormBytesPerConnection: (rssStorm - rssBefore) / connected,
+      ...(Number.isNaN(rssStorm) ? {} : { stormBytesPerConnection: (rssStorm - rssBefore) / connected }),
       rssSeriesMiB: rssSeries,
       heapBytesPerConnection: after === undefined ? NaN : (after.memory.heapUsed - before.memory.heapUsed) / connected,
       server: stats,
@@ -147,7 +148,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
         fmtSpread(spread(rs.map((r) => r.connectsPerSecond))),
         fmtSpread(spread(rs.map((r) => r.serverCpuMicros)), (x) => x.toFixed(0)),
         fmtSpread(spread(rs.map((r) => 1e6 / r.serverCpuMicros))),
-        fmtSpread(spread(rs.map((r) => r.stormBytesPerConnection ?? NaN)), kb),
+        rs.some((r) => r.stormBytesPerConnection === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.stormBytesPerConnection!)), kb),
         fmtSpread(b, kb),
         ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
         fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
@@ -217,7 +218,8 @@ export const idle: Scenario = {
           runs.push(run);
           process.stderr.write(
             `  ${si(run.connectsPerSecond)} connects/s, ${run.serverCpuMicros.toFixed(0)} µs server CPU/conn, ` +
-              `${((run.stormBytesPerConnection ?? NaN) / 1024).toFixed(1)} KB/conn at ${STORM_SECONDS} s, ${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn settled` +
+              (run.stormBytesPerConnection === undefined ? '' : `${(run.stormBytesPerConnection / 1024).toFixed(1)} KB/conn at ${STORM_SECONDS} s, `) +
+              `${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn settled` +
               ` (RSS MiB by second: ${(run.rssSeriesMiB ?? []).map((x) => x.toFixed(0)).join(' ')})` +
               (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
               '\n',

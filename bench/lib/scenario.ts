@@ -40,6 +40,8 @@ export interface Machine {
   readonly memoryGiB: number;
   readonly pinned: boolean;
   readonly git?: string;
+  /** The bench's own environment settings, when set (they change what the servers under test run). */
+  readonly env?: Record<string, string>;
 }
 
 export function machine(pinned: boolean): Machine {
@@ -56,6 +58,11 @@ export function machine(pinned: boolean): Machine {
   } catch {
     git = undefined;
   }
+  const env: Record<string, string> = {};
+  for (const k of ['BENCH_SERVER_NODE_ARGS', 'BENCH_SILK_CONFIG']) {
+    const v = process.env[k];
+    if (v) env[k] = v;
+  }
   return {
     nproc: cpus().length,
     cpuModel,
@@ -64,6 +71,7 @@ export function machine(pinned: boolean): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     pinned,
     ...(git !== undefined ? { git } : {}),
+    ...(Object.keys(env).length > 0 ? { env } : {}),
   };
 }
 

@@ -61,11 +61,11 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
       return true;
     },
     stats: (): ServerStats => ({
-      loopDelay: {
-        p50: lateness(loop.percentile(50)),
-        p99: lateness(loop.percentile(99)),
-        max: lateness(loop.max),
-      },
+      // No sample: the loop never ran the probe's timer in the window (blocked throughout), not 0.
+      loopDelay:
+        loop.count === 0
+          ? { p50: NaN, p99: NaN, max: NaN }
+          : { p50: lateness(loop.percentile(50)), p99: lateness(loop.percentile(99)), max: lateness(loop.max) },
       gc: { count: gcCount, totalMs: gcTotal, maxMs: gcMax },
       memory: process.memoryUsage(),
       // Counters as differences since `reset`.
