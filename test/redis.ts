@@ -83,10 +83,12 @@ export class RedisServer {
 
   /**
    * Start a redis-server on a free port. `persist: true` turns on the
-   * append-only file with fsync every write (what Silk's durability needs).
+   * append-only file with fsync every write (what Silk's durability needs);
+   * `replicaOf` makes it a replica (authenticating with `password`, over TLS
+   * with `tls`).
    */
   static async start(
-    opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string; tls?: TlsFiles; user?: AclUser } = {},
+    opts: { persist?: boolean; cluster?: boolean; port?: number; password?: string; tls?: TlsFiles; user?: AclUser; replicaOf?: RedisServer } = {},
   ): Promise<RedisServer> {
     const port = opts.port ?? (opts.cluster ? await freeClusterPort() : await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'silk-redis-'));
@@ -102,9 +104,13 @@ export class RedisServer {
       '--appendonly', opts.persist ? 'yes' : 'no',
       '--appendfsync', 'always',
       '--protected-mode', 'no',
+      // A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
+      '--repl-diskless-sync-delay', '0',
       ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []),
       ...(opts.password !== undefined ? ['--requirepass', opts.password, '--masterauth', opts.password] : []),
       ...(opts.user !== undefined ? ['--user', ...aclUser(opts.user)] : []),
+      ...(opts.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(opts.replicaOf.port)] : []),
+      ...(opts.replicaOf !== undefined && t !== undefined ? ['--tls-replication', 'yes'] : []),
     ];
     const r = new RedisServer(port, dir, args, opts.password, opts.tls);
     try {

@@ -58,10 +58,14 @@ describe('redis over TLS', { timeout: 60_000 }, () => {
     assert.equal((await b!.api('GET', '/v1/apps/acme/users/cluster-secure/inbox')).body.unread, 1);
   });
 
-  test('tls - a master found through a Sentinel, both over TLS with ACL users: durable messages are stored and delivered', async () => {
+  test('tls - a master found through a Sentinel, both over TLS with ACL users: durable messages are stored, delivered, and survive a failover', async () => {
     // The `default` users' passwords differ from the ACL users': only the user and password configured get in.
-    const master = await RedisServer.start({ tls, password: 'default-pw', user: { name: 'silk', password: 'silk-pw' } });
+    const server = { tls, password: 'default-pw', user: { name: 'silk', password: 'silk-pw' } };
+    const master = await RedisServer.start(server);
     cleanups.push(() => master.destroy());
+    const replica = await RedisServer.start({ ...server, replicaOf: master });
+    cleanups.push(() => replica.destroy());
+    await eventually(async () => assert.match(await replica.cli('info', 'replication'), /master_link_status:up/), 15_000);
     const sentinel = await startSentinel(master, 'tlsmaster', { tls, user: { name: 'watcher', password: 'watch-pw' } });
     cleanups.unshift(() => sentinel.stop());
     const cluster = new SilkCluster({
@@ -85,5 +89,27 @@ describe('redis over TLS', { timeout: 60_000 }, () => {
     await c.next((f) => f.id === m.body.id);
     assert.equal((await n!.api('GET', '/v1/apps/acme/users/sentinel-secure/inbox')).body.unread, 1);
     assert.ok(Number(await master.cli('dbsize')) > 0, 'the data went to the master the Sentinel named');
+
+    // The master dies once the replica has what it holds; the Sentinel promotes the replica, and the
+    // node reconnects to it, over TLS as the ACL user.
+    const offset = (info: string, key: string): number => Number(new RegExp(`${key}:(\\d+)`).exec(info)?.[1] ?? -1);
+    const written = offset(await master.cli('info', 'replication'), 'master_repl_offset');
+    await eventually(async () => assert.ok(offset(await replica.cli('info', 'replication'), 'slave_repl_offset') >= written), 15_000);
+    await master.stop();
+    await eventually(async () => assert.match(await replica.cli('info', 'replication'), /role:master/), 20_000);
+    let again: Awaited<ReturnType<typeof n.publish>> | undefined;
+    // Retried until the node is back on a master; the key makes a retry of an attempt that landed store nothing twice.
+    await eventually(async () => {
+      again = await n!.publish({ to: { users: ['sentinel-secure'] }, data: 'after the failover', durable: true, idempotencyKey: 'failover-1' });
+      assert.equal(again.status, 202);
+    }, 40_000);
+    // Both are in the inbox on the new master. (Live delivery waits for the node's subscriber to be back
+    // on the new master: a message published before that is delivered from the inbox.)
+    const inbox = (await n!.api('GET', '/v1/apps/acme/users/sentinel-secure/inbox')).body;
+    assert.equal(inbox.unread, 2, 'the first message was on the replica too');
+    assert.deepEqual(
+      inbox.messages.map((x: { id: string }) => x.id),
+      [m.body.id, again!.body.id],
+    );
   });
 });
