@@ -67,7 +67,11 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   live = false;
   ctx: ConnectionContext | null = null;
   sock: Duplex | null = null;
-  #queue: Buffer[] | null = null;
+  /**
+   * Frames for the next flush: null, one buffer (most flushes: one reply, one
+   * heartbeat, one fan-out batch) or several; no array is made for one.
+   */
+  #queue: Buffer | Buffer[] | null = null;
   /** Bytes and frames in the queue (a batch is one buffer of several frames). */
   #queued = 0;
   #frames = 0;
@@ -76,6 +80,8 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   #catchup: Catchup | null = null;
   /** The socket is corked from the handshake until the first flush (see {@link holdHandshake}). */
   #corked = false;
+  /** The ws receiver's first fragments array, kept for the connection's life (see {@link releaseFragments}). */
+  #fragments: unknown[] | null = null;
 
   constructor(...args: unknown[]) {
     // ws constructs it as `new WebSocket(null, undefined, options)`.
@@ -91,6 +97,44 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
       close: undefined,
       error: undefined,
     };
+  }
+
+  /**
+   * Keep one fragments array in ws's receiver for the connection's life.
+   * Call once the socket is set (after the upgrade).
+   *
+   * Why: ws (8.x, to at least 8.23.0) starts a new `_fragments` array after
+   * every data message. On an idle connection that array lives until the
+   * next message, so V8 promotes it to the old generation; the next message
+   * (a heartbeat answer) is pushed into it, and ws then drops the array with
+   * the payload still inside. A dead old-generation array is still scanned
+   * by every young collection until the next full one, so it keeps the young
+   * payload alive and V8 promotes that too: about 330 bytes per heartbeat
+   * answer. With heartbeats every 25 s on 19,000 connections the old
+   * generation grew ~250 KB/s and the settled RSS per idle connection was
+   * 1.4× bare ws (bench/README.md, "Idle connections").
+   *
+   * Here the receiver keeps one array, emptied once each message is joined,
+   * so no payload outlives its message. This reads and writes one private
+   * field of ws, on Silk's own sockets only; if a ws release renames it the
+   * workaround turns itself off, and test/integration/ws-fragments.test.ts
+   * fails so that the bump is checked.
+   */
+  keepFragments(): void {
+    const r = (this as unknown as { _receiver?: { _fragments?: unknown } })._receiver;
+    if (Array.isArray(r?._fragments)) this.#fragments = r!._fragments as unknown[];
+  }
+
+  /**
+   * Empty the kept fragments array and put it back in the receiver. Called
+   * from the `message` listener: ws has joined the fragments into the
+   * message by then, and it reads no more frames until the listener returns.
+   */
+  releaseFragments(): void {
+    const f = this.#fragments;
+    if (f === null) return;
+    f.length = 0;
+    (this as unknown as { _receiver: { _fragments: unknown[] } })._receiver._fragments = f;
   }
 
   get transport(): string {
@@ -149,8 +193,10 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
       }
     }
     this.#frames += frames;
-    if (this.#queue === null) this.#queue = [bytes];
-    else this.#queue.push(bytes);
+    const q = this.#queue;
+    if (q === null) this.#queue = bytes;
+    else if (Array.isArray(q)) q.push(bytes);
+    else this.#queue = [q, bytes];
     if (!this.dirty) ctx.mark(this);
   }
 
@@ -218,28 +264,25 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
 
   #write(): void {
     const q = this.#queue;
-    if (q === null || q.length === 0) return;
+    if (q === null) return;
     const bytes = this.#queued;
     const frames = this.#frames;
+    this.#queue = null;
     this.#queued = 0;
     this.#frames = 0;
-    if (!this.live) {
-      q.length = 0;
-      return;
-    }
-    // One write per tick: a single frame as is, several joined into one buffer.
-    this.sock!.write(q.length === 1 ? q[0]! : Buffer.concat(q, bytes));
+    if (!this.live) return;
+    // One write per tick: a single buffer as is, several joined into one.
+    this.sock!.write(Array.isArray(q) ? Buffer.concat(q, bytes) : q);
     this.#buffered = this.sock!.writableLength;
     const w = this.ctx!.written;
     w.writes++;
     w.frames += frames;
-    q.length = 0;
   }
 
   /** Drop whatever is queued and stop accepting frames. */
   halt(): void {
     this.live = false;
-    if (this.#queue !== null) this.#queue.length = 0;
+    this.#queue = null;
     this.#queued = 0;
     this.#frames = 0;
     this.#catchup = null;

@@ -51,6 +51,19 @@ function isRequestId(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+const PONG_BYTES = Buffer.from('{"type":"pong"}');
+
+/**
+ * Whether a client frame is exactly `{"type":"pong"}`, the answer to every
+ * heartbeat ping (other spellings of it go through {@link parseClientFrame}).
+ * Checked on the bytes: no string, object or key list is made for the most
+ * common client frame. On idle connections heartbeats are all the traffic,
+ * and what they allocate decides whether V8 gives its young generation back.
+ */
+export function isPlainPong(data: Buffer): boolean {
+  return data.length === PONG_BYTES.length && data.equals(PONG_BYTES);
+}
+
 /**
  * Parse one text frame.
  * @throws FrameError `invalid_json`, `invalid_request` or `unknown_frame`

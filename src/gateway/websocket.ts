@@ -19,6 +19,7 @@ import { HeartbeatWheel } from './heartbeat.js';
 import {
   errorFrame,
   FrameError,
+  isPlainPong,
   parseClientFrame,
   PING,
   PONG,
@@ -75,6 +76,7 @@ function ignore(): void {}
 
 // Shared event handlers: `this` is the connection, no closure per socket.
 function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  (this as WsConnection).releaseFragments();
   gatewayOf(this).receive(this as WsConnection, data, isBinary);
 }
 function onSeen(this: WebSocket): void {
@@ -230,6 +232,7 @@ export class WebSocketGateway {
     c.sock = socket;
     c.live = true;
     c.holdHandshake();
+    c.keepFragments();
     c.on('message', onMessage);
     c.on('pong', onSeen);
     c.on('ping', onSeen);
@@ -271,6 +274,8 @@ export class WebSocketGateway {
     }
     if (++c.frames > this.#o.limits.maxFramesPerSecond) return this.end(c, 'flood');
     if (isBinary) return this.#reject(c, new FrameError('invalid_request', 'binary frames are not part of protocol v1'));
+    // A pong has nothing to do but `lastSeen`, even while catching up.
+    if (Buffer.isBuffer(data) && isPlainPong(data)) return;
     const text = data.toString();
     // While catching up from the store, requests wait their turn (bounded by the flood limit).
     if (c.deferRequest(text)) return;

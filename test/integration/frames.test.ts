@@ -100,6 +100,9 @@ describe('frames', () => {
     { name: 'a non-string channel', frame: { type: 'subscribe', id: 13, channel: ['news'] }, code: 'invalid_channel', id: 13 },
     { name: 'an unsubscribe with an empty channel', frame: { type: 'unsubscribe', id: 14, channel: '' }, code: 'invalid_channel', id: 14 },
     { name: 'a ping with a bad id', frame: { type: 'ping', id: -1 }, code: 'invalid_request' },
+    // A pong spelled exactly `{"type":"pong"}` skips parsing: these are not that.
+    { name: 'a pong with an unknown field', frame: '{"type":"pong","x":1}', code: 'invalid_request' },
+    { name: 'a binary pong', frame: Buffer.from('{"type":"pong"}'), code: 'invalid_request' },
   ];
   for (const k of cases) {
     test(`bad frame - ${k.name} gets error ${k.code} and the connection lives on`, async () => {
@@ -138,6 +141,26 @@ describe('frames', () => {
     assert.equal(closed.reason, 'flood');
     const replies = c.frames.filter((f) => f.type === 'reply').length;
     assert.ok(replies <= 20, `${replies} frames answered`);
+  });
+
+  test('flood - pongs count toward limits.maxFramesPerSecond like any frame', async () => {
+    const c = await t.connect('pong-flooder');
+    for (let i = 0; i < 30; i++) c.send('{"type":"pong"}');
+    const closed = await within(c.closed, 5000, 'the close');
+    assert.equal(closed.code, 4008);
+    assert.equal(closed.reason, 'flood');
+  });
+
+  test('pong - any JSON spelling of a pong is taken without an answer', async () => {
+    const c = await t.connect('spaced-pong');
+    const before = c.frames.length;
+    c.send('{"type":"pong"}');
+    c.send('{ "type" : "pong" }');
+    c.send('{"type":"\u0070ong"}');
+    const reply = await c.request({ type: 'ping' });
+    assert.equal(reply.type, 'reply');
+    assert.deepEqual(c.frames.slice(before, c.frames.indexOf(reply)), [], 'no error for any of the pongs');
+    await c.close();
   });
 
   test('flood - up to limits.maxFramesPerSecond frames in a second are fine', async () => {
@@ -188,7 +211,7 @@ describe('frames', () => {
     assert.ok(sample(text, 'silk_frame_errors_total{code="unknown_frame"}') >= 1, 'unknown_frame');
     assert.ok(sample(text, 'silk_frame_errors_total{code="invalid_channel"}') >= 4, 'invalid_channel');
     assert.ok(sample(text, 'silk_frame_errors_total{code="too_many_subscriptions"}') >= 2, 'too_many_subscriptions');
-    assert.equal(sample(text, 'silk_disconnects_total{reason="flood"}'), 1);
+    assert.equal(sample(text, 'silk_disconnects_total{reason="flood"}'), 2, 'the two flood tests');
     assert.equal(sample(text, 'silk_disconnects_total{reason="payload_too_large"}'), 1);
     assert.ok(sample(text, 'silk_disconnects_total{reason="client"}') >= 1, 'client');
   });
