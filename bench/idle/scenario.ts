@@ -48,6 +48,8 @@ export interface IdleRun {
   /** RSS growth per connection {@link STORM_SECONDS} after the storm (older results files lack it). */
   readonly stormBytesPerConnection?: number;
   readonly heapBytesPerConnection: number;
+  /** JS heap allocated per second over the idle hold (heartbeats, timers); older results files lack it. */
+  readonly idleAllocatedBytesPerSecond?: number;
   readonly server: ServerStats | undefined;
   readonly notes: string[];
 }
@@ -91,6 +93,9 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
     );
     const cpuB = cpuTime(server.pid);
     const stats = await server.call<ServerStats>('stats').catch(() => undefined);
+    // The idle hold is a window of its own: what the server allocates while nothing but heartbeats happens.
+    await server.call('reset').catch(() => undefined);
+    const holdStart = performance.now();
     const connected = results.reduce((s, r) => s + r.opened, 0);
     if (connected < o.connections) notes.push(`${connected} of ${o.connections} connected: ${results.flatMap((r) => r.errors).join('; ')}`);
     // The processes connect side by side: the slowest one's time is the storm's.
@@ -107,6 +112,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
     // A hold shorter than that (--quick) has no such reading.
     const rssStorm = rssSeries.length >= STORM_SECONDS ? rssSeries[STORM_SECONDS - 1]! * 2 ** 20 : NaN;
     const after = await server.call<ServerStats>('stats').catch(() => undefined);
+    const holdSeconds = (performance.now() - holdStart) / 1000;
     const open = (await Promise.all(clients.map((c) => c.call<ClientResults>('results')))).reduce((s, r) => s + r.open, 0);
     if (open < connected) notes.push(`${connected - open} connections closed while idle`);
     return {
@@ -123,6 +129,7 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       ...(Number.isNaN(rssStorm) ? {} : { stormBytesPerConnection: (rssStorm - rssBefore) / connected }),
       rssSeriesMiB: rssSeries,
       heapBytesPerConnection: after === undefined ? NaN : (after.memory.heapUsed - before.memory.heapUsed) / connected,
+      ...(after?.allocatedBytes === undefined ? {} : { idleAllocatedBytesPerSecond: after.allocatedBytes / holdSeconds }),
       server: stats,
       notes,
     };
@@ -138,7 +145,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
   const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
   const kb = (x: number): string => (x / 1024).toFixed(1);
   return table(
-    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', `KB RSS/conn at ${STORM_SECONDS} s`, 'KB RSS/conn settled', '÷ raw ws', 'KB heap/conn', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
+    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', `KB RSS/conn at ${STORM_SECONDS} s`, 'KB RSS/conn settled', '÷ raw ws', 'KB heap/conn', 'idle alloc kB/s', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
     systems.map((s) => {
       const rs = runs.filter((r) => r.system === s);
       const b = spread(rs.map((r) => r.bytesPerConnection));
@@ -152,6 +159,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
         fmtSpread(b, kb),
         ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
         fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
+        rs.some((r) => r.idleAllocatedBytesPerSecond === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.idleAllocatedBytesPerSecond!)), (x) => (x / 1000).toFixed(0)),
         fmtSpread(spread(rs.map((r) => r.rssAfterMiB)), (x) => x.toFixed(0)),
         fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
         fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
@@ -220,6 +228,7 @@ export const idle: Scenario = {
             `  ${si(run.connectsPerSecond)} connects/s, ${run.serverCpuMicros.toFixed(0)} µs server CPU/conn, ` +
               (run.stormBytesPerConnection === undefined ? '' : `${(run.stormBytesPerConnection / 1024).toFixed(1)} KB/conn at ${STORM_SECONDS} s, `) +
               `${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn settled` +
+              (run.idleAllocatedBytesPerSecond === undefined ? '' : `, ${(run.idleAllocatedBytesPerSecond / 1000).toFixed(0)} kB/s allocated while idle`) +
               ` (RSS MiB by second: ${(run.rssSeriesMiB ?? []).map((x) => x.toFixed(0)).join(' ')})` +
               (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
               '\n',

@@ -4,6 +4,7 @@
  * same way. Without an IPC channel (started by hand) it does nothing.
  */
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { GCProfiler, getHeapStatistics } from 'node:v8';
 import { serveParent, type Handler } from './proc.js';
 
 /** What a server reports for a measure window. */
@@ -12,6 +13,12 @@ export interface ServerStats {
   readonly loopDelay: { readonly p50: number; readonly p99: number; readonly max: number };
   /** GC pauses over the window. */
   readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number };
+  /**
+   * Bytes allocated on the JS heap over the window: the heap's growth between
+   * collections, from V8's GC records. V8 shrinks its young generation only
+   * while this runs under 1,000 bytes per ms.
+   */
+  readonly allocatedBytes: number;
   readonly memory: NodeJS.MemoryUsage;
   /** Anything system-specific (connection counts and so on). */
   readonly extra: Record<string, number>;
@@ -50,6 +57,26 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
     }
   });
   obs.observe({ entryTypes: ['gc'] });
+  // Heap use at the window's start and after each collection in it: what it grew by between them was allocated.
+  let gcs = new GCProfiler();
+  let usedAtReset = getHeapStatistics().used_heap_size;
+  gcs.start();
+  const allocated = (): number => {
+    const records = gcs.stop()?.statistics ?? [];
+    gcs = new GCProfiler();
+    gcs.start();
+    let used = usedAtReset;
+    let sum = 0;
+    for (const r of records) {
+      sum += r.beforeGC.heapStatistics.usedHeapSize - used;
+      used = r.afterGC.heapStatistics.usedHeapSize;
+    }
+    const now = getHeapStatistics().used_heap_size;
+    usedAtReset = now;
+    return sum + now - used;
+  };
+  // Allocated since `reset`, summed over the `stats` calls in between (each restarts the profiler).
+  let allocatedSum = 0;
   serveParent({
     ...more,
     reset: () => {
@@ -58,6 +85,8 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
       gcCount = 0;
       gcTotal = 0;
       gcMax = 0;
+      allocated();
+      allocatedSum = 0;
       return true;
     },
     stats: (): ServerStats => ({
@@ -67,6 +96,7 @@ export function instrumentServer(extra: () => Record<string, number>, more: Reco
           ? { p50: NaN, p99: NaN, max: NaN }
           : { p50: lateness(loop.percentile(50)), p99: lateness(loop.percentile(99)), max: lateness(loop.max) },
       gc: { count: gcCount, totalMs: gcTotal, maxMs: gcMax },
+      allocatedBytes: (allocatedSum += allocated()),
       memory: process.memoryUsage(),
       // Counters as differences since `reset`.
       extra: Object.fromEntries(Object.entries(extra()).map(([k, v]) => [k, k === 'connections' ? v : v - (base[k] ?? 0)])),
