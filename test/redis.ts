@@ -230,11 +230,20 @@ export async function startCluster(opts: { password?: string; tls?: TlsFiles } =
  * With `tls`, it listens only for TLS and speaks TLS to the master (whose own TLS files it
  * shares); with `user`, it requires that ACL user (and its `default` user is off).
  */
+/** A Sentinel started by {@link startSentinel}. */
+export interface Sentinel {
+  readonly port: number;
+  /** Kill it (SIGKILL) and remove its directory. */
+  stop(): Promise<void>;
+  /** `redis-cli` against it, with its user and TLS; stdout. */
+  cli(...args: string[]): Promise<string>;
+}
+
 export async function startSentinel(
   master: RedisServer,
   name: string,
   opts: { tls?: TlsFiles; user?: AclUser } = {},
-): Promise<{ port: number; stop: () => Promise<void> }> {
+): Promise<Sentinel> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'silk-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
@@ -248,7 +257,10 @@ export async function startSentinel(
     `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
     `sentinel down-after-milliseconds ${name} 1000`,
     ...(master.password !== undefined ? [`sentinel auth-pass ${name} ${master.password}`] : []),
-    ...(opts.user !== undefined ? [`user ${aclUser(opts.user).join(' ')}`, 'user default off'] : []),
+    // Sentinels ask each other for votes in a failover: as the same user, since `default` is off.
+    ...(opts.user !== undefined
+      ? [`user ${aclUser(opts.user).join(' ')}`, 'user default off', `sentinel sentinel-user ${opts.user.name}`, `sentinel sentinel-pass ${opts.user.password}`]
+      : []),
   ];
   writeFileSync(conf, lines.join('\n') + '\n');
   const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
@@ -265,10 +277,11 @@ export async function startSentinel(
     }
     rmSync(dir, { recursive: true, force: true });
   };
+  const sentinelCli = async (...args: string[]): Promise<string> => (await run('redis-cli', [...cli, ...args])).stdout;
   for (let i = 0; i < 200; i++) {
     try {
-      const { stdout } = await run('redis-cli', [...cli, 'sentinel', 'get-master-addr-by-name', name]);
-      if (stdout.includes(String(master.port))) return { port, stop };
+      const stdout = await sentinelCli('sentinel', 'get-master-addr-by-name', name);
+      if (stdout.includes(String(master.port))) return { port, stop, cli: sentinelCli };
     } catch {
       /* not up yet */
     }

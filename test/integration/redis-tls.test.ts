@@ -112,4 +112,55 @@ describe('redis over TLS', { timeout: 60_000 }, () => {
       [m.body.id, again!.body.id],
     );
   });
+
+  test('tls - Sentinels the listed one names are dialled over TLS too: a failover is found after the listed Sentinel is gone', async () => {
+    const server = { tls, password: 'default-pw', user: { name: 'silk', password: 'silk-pw' } };
+    const master = await RedisServer.start(server);
+    cleanups.push(() => master.destroy());
+    const replica = await RedisServer.start({ ...server, replicaOf: master });
+    cleanups.push(() => replica.destroy());
+    await eventually(async () => assert.match(await replica.cli('info', 'replication'), /master_link_status:up/), 15_000);
+    // Three, so that the two left once the listed one is gone are a majority that may fail over.
+    const watcher = { name: 'watcher', password: 'watch-pw' };
+    const sentinels = await Promise.all([0, 1, 2].map(() => startSentinel(master, 'found', { tls, user: watcher })));
+    for (const s of sentinels) cleanups.unshift(() => s.stop());
+    const [listed] = sentinels;
+    // The Sentinels find each other through the master; the node learns the others from the listed one.
+    await eventually(async () => assert.equal((await listed!.cli('sentinel', 'sentinels', 'found')).match(/^name$/gm)?.length, 2), 20_000);
+    const cluster = new SilkCluster({
+      sentinel: {
+        sentinels: [{ host: '127.0.0.1', port: listed!.port }],
+        name: 'found',
+        username: 'silk',
+        password: 'silk-pw',
+        sentinelUsername: 'watcher',
+        sentinelPassword: 'watch-pw',
+        tls: true,
+        sentinelTls: true,
+      },
+    });
+    clusters.push(cluster);
+    const [n] = await cluster.start(1);
+    const m = await n!.publish({ to: { users: ['found-by-discovery'] }, data: 'before', durable: true });
+    assert.equal(m.status, 202);
+
+    // The listed Sentinel goes, then the master: only the Sentinels the node discovered know the new master.
+    await listed!.stop();
+    const offset = (info: string, key: string): number => Number(new RegExp(`${key}:(\\d+)`).exec(info)?.[1] ?? -1);
+    const written = offset(await master.cli('info', 'replication'), 'master_repl_offset');
+    await eventually(async () => assert.ok(offset(await replica.cli('info', 'replication'), 'slave_repl_offset') >= written), 15_000);
+    await master.stop();
+    await eventually(async () => assert.match(await replica.cli('info', 'replication'), /role:master/), 30_000);
+    let again: Awaited<ReturnType<typeof n.publish>> | undefined;
+    await eventually(async () => {
+      again = await n!.publish({ to: { users: ['found-by-discovery'] }, data: 'after', durable: true, idempotencyKey: 'discovered-1' });
+      assert.equal(again.status, 202);
+    }, 40_000);
+    const inbox = (await n!.api('GET', '/v1/apps/acme/users/found-by-discovery/inbox')).body;
+    assert.deepEqual(
+      inbox.messages.map((x: { id: string }) => x.id),
+      [m.body.id, again!.body.id],
+    );
+    assert.ok(Number(await replica.cli('dbsize')) > 0, 'the data is on the promoted replica');
+  });
 });
