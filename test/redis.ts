@@ -225,11 +225,6 @@ export async function startCluster(opts: { password?: string; tls?: TlsFiles } =
   }
 }
 
-/**
- * A Sentinel watching `master` under the name `name`; returns the process and its port.
- * With `tls`, it listens only for TLS and speaks TLS to the master (whose own TLS files it
- * shares); with `user`, it requires that ACL user (and its `default` user is off).
- */
 /** A Sentinel started by {@link startSentinel}. */
 export interface Sentinel {
   readonly port: number;
@@ -239,6 +234,11 @@ export interface Sentinel {
   cli(...args: string[]): Promise<string>;
 }
 
+/**
+ * A Sentinel watching `master` under the name `name`; returns the process and its port.
+ * With `tls`, it listens only for TLS and speaks TLS to the master (whose own TLS files it
+ * shares); with `user`, it requires that ACL user (and its `default` user is off).
+ */
 export async function startSentinel(
   master: RedisServer,
   name: string,
@@ -256,6 +256,8 @@ export async function startSentinel(
     `dir ${dir}`,
     `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
     `sentinel down-after-milliseconds ${name} 1000`,
+    // Two Sentinels that start a failover at once both lose the vote and wait 2 × this to retry (180 s by default).
+    `sentinel failover-timeout ${name} 3000`,
     ...(master.password !== undefined ? [`sentinel auth-pass ${name} ${master.password}`] : []),
     // Sentinels ask each other for votes in a failover: as the same user, since `default` is off.
     ...(opts.user !== undefined

@@ -128,7 +128,9 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
   /**
    * Empty the kept fragments array and put it back in the receiver. Called
    * from the `message` listener: ws has joined the fragments into the
-   * message by then, and it reads no more frames until the listener returns.
+   * message by then (with the default `binaryType`, `nodebuffer`; with
+   * `fragments` the message would be this very array), and it reads no more
+   * frames until the listener returns.
    */
   releaseFragments(): void {
     const f = this.#fragments;

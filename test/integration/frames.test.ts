@@ -156,7 +156,7 @@ describe('frames', () => {
     const before = c.frames.length;
     c.send('{"type":"pong"}');
     c.send('{ "type" : "pong" }');
-    c.send('{"type":"\u0070ong"}');
+    c.send('{"type":"\\u0070ong"}');
     const reply = await c.request({ type: 'ping' });
     assert.equal(reply.type, 'reply');
     assert.deepEqual(c.frames.slice(before, c.frames.indexOf(reply)), [], 'no error for any of the pongs');

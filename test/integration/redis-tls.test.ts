@@ -11,9 +11,9 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { SilkCluster } from '../cluster.js';
 import { eventually, tempDir } from '../helpers.js';
-import { makeTestCa, RedisServer, startCluster, startSentinel, type TlsFiles } from '../redis.js';
+import { makeTestCa, RedisServer, startCluster, startSentinel, type Sentinel, type TlsFiles } from '../redis.js';
 
-describe('redis over TLS', { timeout: 60_000 }, () => {
+describe('redis over TLS', { timeout: 120_000 }, () => {
   const certs = tempDir('silk-tls-');
   let single: RedisServer;
   let masters: RedisServer[] = [];
@@ -122,8 +122,12 @@ describe('redis over TLS', { timeout: 60_000 }, () => {
     await eventually(async () => assert.match(await replica.cli('info', 'replication'), /master_link_status:up/), 15_000);
     // Three, so that the two left once the listed one is gone are a majority that may fail over.
     const watcher = { name: 'watcher', password: 'watch-pw' };
-    const sentinels = await Promise.all([0, 1, 2].map(() => startSentinel(master, 'found', { tls, user: watcher })));
-    for (const s of sentinels) cleanups.unshift(() => s.stop());
+    const sentinels: Sentinel[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = await startSentinel(master, 'found', { tls, user: watcher });
+      cleanups.unshift(() => s.stop());
+      sentinels.push(s);
+    }
     const [listed] = sentinels;
     // The Sentinels find each other through the master; the node learns the others from the listed one.
     await eventually(async () => assert.equal((await listed!.cli('sentinel', 'sentinels', 'found')).match(/^name$/gm)?.length, 2), 20_000);
