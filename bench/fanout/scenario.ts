@@ -23,6 +23,8 @@ export interface FanoutRun {
   readonly system: string;
   /** Messages/s the publisher was paced at; absent for saturation runs. */
   readonly pacedRate?: number;
+  /** The pace as a fraction of Silk's maximum (older results files lack it: they paced at 0.5 only). */
+  readonly pacedFraction?: number;
   /** Saturation runs: the end-to-end window, when it is the tight one (latency at saturation), not the main one. */
   readonly tightWindow?: number;
   readonly subscribers: number;
@@ -47,14 +49,24 @@ interface Options {
   readonly repeats: number;
   readonly window: number;
   readonly inflight: number;
-  /** Sizes that also get a latency run at half of Silk's maximum rate. */
+  /** Sizes that also get latency runs paced at fractions of Silk's maximum rate. */
   readonly pacedSizes: number[];
+  /** Those fractions (0.5 by default: the target's half rate). */
+  readonly pacedFractions: number[];
   /** Sizes that also get a saturation run with the small window `tightWindow`: latency when the server is just kept busy. */
   readonly tightSizes: number[];
   readonly tightWindow: number;
 }
 
-async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: Options, pacedRate?: number, tightWindow?: number): Promise<FanoutRun> {
+async function oneRun(
+  spec: SystemSpec,
+  subscribers: number,
+  repeat: number,
+  o: Options,
+  paced?: { rate: number; fraction: number },
+  tightWindow?: number,
+): Promise<FanoutRun> {
+  const pacedRate = paced?.rate;
   const pin = canPin();
   const notes: string[] = [];
   const { child: server, port } = await startSystem(spec, pin ? 0 : undefined);
@@ -158,7 +170,7 @@ async function oneRun(spec: SystemSpec, subscribers: number, repeat: number, o: 
     const clientCpu = clientCpuA.reduce((s, a, i) => s + cpuPercent(a, clientCpuB[i], seconds).total, 0);
     return {
       system: spec.name,
-      ...(pacedRate !== undefined ? { pacedRate } : {}),
+      ...(paced !== undefined ? { pacedRate: paced.rate, pacedFraction: paced.fraction } : {}),
       ...(tightWindow !== undefined ? { tightWindow } : {}),
       subscribers,
       repeat,
@@ -221,30 +233,33 @@ export function fanoutTable(all: readonly FanoutRun[], tight = false): string {
   );
 }
 
-/** Latency at a paced rate (half of Silk's maximum), one row per system and size. */
+/** Latency at paced rates (fractions of Silk's maximum), one row per size, rate and system. */
 export function pacedTable(all: readonly FanoutRun[]): string {
   const runs = all.filter((r) => r.pacedRate !== undefined);
   const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
   const rows: string[][] = [];
   for (const n of [...new Set(runs.map((r) => r.subscribers))]) {
-    for (const s of [...new Set(runs.map((r) => r.system))]) {
-      const rs = runs.filter((r) => r.subscribers === n && r.system === s);
-      if (rs.length === 0) continue;
-      rows.push([
-        String(n),
-        s,
-        si(rs[0]!.pacedRate!),
-        fmtSpread(spread(rs.map((r) => r.deliveriesPerSecond))),
-        fmtSpread(spread(rs.map((r) => r.latencyMs.p50)), ms),
-        fmtSpread(spread(rs.map((r) => r.latencyMs.p99)), ms),
-        fmtSpread(spread(rs.map((r) => r.latencyMs.max)), ms),
-        fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
-        fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
-        fmtSpread(spread(rs.map(framesPerWrite)), (x) => x.toFixed(1)),
-      ]);
+    for (const rate of [...new Set(runs.filter((r) => r.subscribers === n).map((r) => r.pacedRate!))].sort((a, b) => a - b)) {
+      for (const s of [...new Set(runs.map((r) => r.system))]) {
+        const rs = runs.filter((r) => r.subscribers === n && r.pacedRate === rate && r.system === s);
+        if (rs.length === 0) continue;
+        rows.push([
+          String(n),
+          s,
+          `${((rs[0]!.pacedFraction ?? 0.5) * 100).toFixed(0)}%`,
+          si(rate),
+          fmtSpread(spread(rs.map((r) => r.deliveriesPerSecond))),
+          fmtSpread(spread(rs.map((r) => r.latencyMs.p50)), ms),
+          fmtSpread(spread(rs.map((r) => r.latencyMs.p99)), ms),
+          fmtSpread(spread(rs.map((r) => r.latencyMs.max)), ms),
+          fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
+          fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+          fmtSpread(spread(rs.map(framesPerWrite)), (x) => x.toFixed(1)),
+        ]);
+      }
     }
   }
-  return table(['subs', 'system', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms', 'frames/write'], rows);
+  return table(['subs', 'system', 'of Silk max', 'messages/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'GC max ms', 'frames/write'], rows);
 }
 
 /** The charts of a fan-out results file. */
@@ -277,7 +292,9 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
           [
             ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined && r.tightWindow === undefined })),
             ...tight.map((n) => ({ label: `w${n}`, match: (r: FanoutRun) => r.subscribers === n && r.tightWindow !== undefined })),
-            ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined })),
+            ...d.options.pacedSizes
+              .filter((n) => d.options.sizes.includes(n))
+              .map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined && (r.pacedFraction ?? 0.5) === 0.5 })),
           ],
           (r) => r.system,
           (r) => r.latencyMs.p99,
@@ -291,7 +308,8 @@ export const fanout: Scenario = {
   name: 'fanout',
   summary: 'channel fan-out to N subscribers: deliveries/s and latency, Silk beside raw ws and Socket.IO',
   usage: `fanout [--sizes 1000,10000] [--systems silk,ws-coalesce,ws,socketio] [--seconds 8] [--warmup 2]
-       [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000] [--tight-sizes 10000]
+       [--repeats 3] [--window 200] [--inflight 16] [--paced-sizes 1000]
+       [--paced-fractions 0.5] [--tight-sizes 10000]
        [--tight-window 20] [--quick] [--out FILE]`,
   async run(argv) {
     const { values } = parseArgs({
@@ -300,6 +318,7 @@ export const fanout: Scenario = {
         sizes: { type: 'string', default: '1000,10000' },
         systems: { type: 'string', default: 'silk,ws-coalesce,ws,socketio' },
         'paced-sizes': { type: 'string', default: '1000' },
+        'paced-fractions': { type: 'string', default: '0.5' },
         seconds: { type: 'string', default: '8' },
         warmup: { type: 'string', default: '2' },
         repeats: { type: 'string', default: '3' },
@@ -326,8 +345,10 @@ export const fanout: Scenario = {
       pacedSizes: values['paced-sizes'] === '' || (quick && !argv.includes('--paced-sizes')) ? [] : values['paced-sizes'].split(',').map(Number),
       // --quick: no tight-window runs unless asked for.
       tightSizes: values['tight-sizes'] === '' || (quick && !argv.includes('--tight-sizes')) ? [] : values['tight-sizes'].split(',').map(Number),
+      pacedFractions: values['paced-fractions'].split(',').map(Number),
       tightWindow: Number(values['tight-window']),
     };
+    if (o.pacedFractions.some((f) => !(f > 0 && f <= 1))) throw new Error('--paced-fractions: each a fraction of Silk\'s maximum rate, above 0 and at most 1');
     // The runner itself shares the client CPU.
     if (canPin()) pinPid(process.pid, 1);
     const runs: FanoutRun[] = [];
@@ -377,20 +398,22 @@ export const fanout: Scenario = {
           runs.filter((r) => r.subscribers === n && r.system === 'silk' && r.pacedRate === undefined && r.tightWindow === undefined).map((r) => r.messagesPerSecond),
         );
         if (!o.pacedSizes.includes(n) || silk.n === 0) continue;
-        const rate = Math.round(silk.median / 2);
-        // A system whose maximum is below the pace would only queue without bound: its latency is not defined there.
-        const able = o.systems.filter((spec) => {
-          const max = spread(
-            runs.filter((r) => r.subscribers === n && r.system === spec.name && r.pacedRate === undefined && r.tightWindow === undefined).map((r) => r.messagesPerSecond),
-          );
-          if (max.n > 0 && max.median >= rate) return true;
-          process.stderr.write(`fanout: ${spec.name} is left out of the paced runs: its maximum, ${si(max.median)} messages/s, is below ${si(rate)}\n`);
-          return false;
-        });
-        for (let r = 0; r < o.repeats; r++) {
-          for (const spec of able) {
-            process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, paced at ${si(rate)} messages/s, run ${r + 1}/${o.repeats}\n`);
-            attempt(await tryRun(() => oneRun(spec, n, r, o, rate), `${spec.name}, ${n} subscribers, paced`));
+        for (const fraction of o.pacedFractions) {
+          const rate = Math.round(silk.median * fraction);
+          // A system whose maximum is below the pace would only queue without bound: its latency is not defined there.
+          const able = o.systems.filter((spec) => {
+            const max = spread(
+              runs.filter((r) => r.subscribers === n && r.system === spec.name && r.pacedRate === undefined && r.tightWindow === undefined).map((r) => r.messagesPerSecond),
+            );
+            if (max.n > 0 && max.median >= rate) return true;
+            process.stderr.write(`fanout: ${spec.name} is left out of the paced runs at ${si(rate)} messages/s: its maximum, ${si(max.median)}, is below\n`);
+            return false;
+          });
+          for (let r = 0; r < o.repeats; r++) {
+            for (const spec of able) {
+              process.stderr.write(`fanout: ${spec.name}, ${n} subscribers, paced at ${si(rate)} messages/s, run ${r + 1}/${o.repeats}\n`);
+              attempt(await tryRun(() => oneRun(spec, n, r, o, { rate, fraction }), `${spec.name}, ${n} subscribers, paced at ${si(rate)}/s`));
+            }
           }
         }
       }
@@ -406,7 +429,7 @@ export const fanout: Scenario = {
       process.stdout.write(`latency at saturation with a window of ${o.tightWindow} messages:\n\n${fanoutTable(runs, true)}\n\n`);
     }
     if (runs.some((r) => r.pacedRate !== undefined)) {
-      process.stdout.write(`latency at half of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
+      process.stdout.write(`latency paced at fractions of Silk's maximum message rate:\n\n${pacedTable(runs)}\n\n`);
     }
     const charts = await renderCharts(fanoutCharts({ machine: m, date: new Date().toISOString(), options: { ...o, systems: o.systems.map((s) => s.name) }, runs }));
     process.stdout.write(`results: ${file}${charts.length > 0 ? `\ncharts: ${charts.join(', ')}` : ''}\n`);

@@ -12,9 +12,12 @@
  * capacity is one CPU-second over its CPU per connection. Also server RSS per connection
  * (RSS less RSS before the storm, over the connections) twice: 5 s after the
  * storm, while the process still holds the storm's garbage and V8's grown
- * young generation, and at the end of the idle hold (`--settle`, 40 s), once
- * V8 has given that back: the memory idle connections keep. And the
- * server's event-loop delay and longest GC pause while connecting.
+ * young generation, and at the end of the idle hold (`--settle`, 90 s), once
+ * V8's memory reducer has given that back: the memory idle connections
+ * keep. The reducer's compacting collections come 15–45 s after a storm
+ * here, so a shorter hold reads the storm's leftovers. And the server's
+ * event-loop delay and longest GC pause twice: while connecting, and over
+ * the idle hold (where the reducer's collections fall).
  */
 import { parseArgs } from 'node:util';
 import { BENCH_APP, BENCH_CHANNEL } from '../lib/bench-app.js';
@@ -29,6 +32,17 @@ import type { ClientResults, ConnectArgs, ConnectResult } from '../fanout/client
 const CLIENT_PROCESSES = 4;
 /** When, after the storm, the "right after the storm" memory figure is read. */
 const STORM_SECONDS = 5;
+/** RSS counts as settled once every later reading is within this fraction of the last one. */
+const SETTLED_WITHIN = 0.03;
+
+/** The first second (1-based) of `series` from which every reading is within {@link SETTLED_WITHIN} of the last. */
+export function settledAfter(series: readonly number[]): number | undefined {
+  const last = series.at(-1);
+  if (last === undefined) return undefined;
+  let i = series.length;
+  while (i > 0 && Math.abs(series[i - 1]! - last) <= last * SETTLED_WITHIN) i--;
+  return i + 1;
+}
 
 export interface IdleRun {
   readonly system: string;
@@ -45,12 +59,17 @@ export interface IdleRun {
   readonly rssSeriesMiB?: number[];
   /** RSS growth per connection at the end of the idle hold (`--settle` seconds). */
   readonly bytesPerConnection: number;
+  /** The second of the hold from which RSS stayed within {@link SETTLED_WITHIN} of its last reading (older results files lack it). */
+  readonly settledAfterSeconds?: number;
   /** RSS growth per connection {@link STORM_SECONDS} after the storm (older results files lack it). */
   readonly stormBytesPerConnection?: number;
   readonly heapBytesPerConnection: number;
   /** JS heap allocated per second over the idle hold (heartbeats, timers); older results files lack it. */
   readonly idleAllocatedBytesPerSecond?: number;
+  /** Server stats over the storm. */
   readonly server: ServerStats | undefined;
+  /** Server stats over the idle hold (older results files lack it). */
+  readonly serverIdle?: ServerStats;
   readonly notes: string[];
 }
 
@@ -128,9 +147,11 @@ async function oneRun(spec: SystemSpec, repeat: number, o: Options): Promise<Idl
       bytesPerConnection: (rssAfter - rssBefore) / connected,
       ...(Number.isNaN(rssStorm) ? {} : { stormBytesPerConnection: (rssStorm - rssBefore) / connected }),
       rssSeriesMiB: rssSeries,
+      ...(settledAfter(rssSeries) === undefined ? {} : { settledAfterSeconds: settledAfter(rssSeries)! }),
       heapBytesPerConnection: after === undefined ? NaN : (after.memory.heapUsed - before.memory.heapUsed) / connected,
       ...(after?.allocatedBytes === undefined ? {} : { idleAllocatedBytesPerSecond: after.allocatedBytes / holdSeconds }),
       server: stats,
+      ...(after === undefined ? {} : { serverIdle: after }),
       notes,
     };
   } finally {
@@ -145,7 +166,7 @@ export function idleTable(runs: readonly IdleRun[]): string {
   const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 1);
   const kb = (x: number): string => (x / 1024).toFixed(1);
   return table(
-    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', `KB RSS/conn at ${STORM_SECONDS} s`, 'KB RSS/conn settled', '÷ raw ws', 'KB heap/conn', 'idle alloc kB/s', 'RSS MiB', 'loop p99 ms', 'GC max ms'],
+    ['system', 'connections', 'connects/s', 'server CPU µs/conn', 'connects per server CPU-s', `KB RSS/conn at ${STORM_SECONDS} s`, 'KB RSS/conn settled', 'settled after s', '÷ raw ws', 'KB heap/conn', 'idle alloc kB/s', 'RSS MiB', 'storm loop p99 ms', 'storm GC max ms', 'idle loop p99 ms', 'idle GC max ms'],
     systems.map((s) => {
       const rs = runs.filter((r) => r.system === s);
       const b = spread(rs.map((r) => r.bytesPerConnection));
@@ -157,12 +178,15 @@ export function idleTable(runs: readonly IdleRun[]): string {
         fmtSpread(spread(rs.map((r) => 1e6 / r.serverCpuMicros))),
         rs.some((r) => r.stormBytesPerConnection === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.stormBytesPerConnection!)), kb),
         fmtSpread(b, kb),
+        rs.some((r) => r.settledAfterSeconds === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.settledAfterSeconds!)), (x) => x.toFixed(0)),
         ws.n === 0 ? '' : (b.median / ws.median).toFixed(2) + '×',
         fmtSpread(spread(rs.map((r) => r.heapBytesPerConnection)), kb),
         rs.some((r) => r.idleAllocatedBytesPerSecond === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.idleAllocatedBytesPerSecond!)), (x) => (x / 1000).toFixed(0)),
         fmtSpread(spread(rs.map((r) => r.rssAfterMiB)), (x) => x.toFixed(0)),
         fmtSpread(spread(rs.map((r) => r.server?.loopDelay.p99 ?? NaN)), ms),
         fmtSpread(spread(rs.map((r) => r.server?.gc.maxMs ?? NaN)), ms),
+        rs.some((r) => r.serverIdle === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.serverIdle!.loopDelay.p99)), ms),
+        rs.some((r) => r.serverIdle === undefined) ? '–' : fmtSpread(spread(rs.map((r) => r.serverIdle!.gc.maxMs)), ms),
       ];
     }),
   );
@@ -194,7 +218,7 @@ export function idleCharts(d: { machine: Machine; date: string; options: { syste
 export const idle: Scenario = {
   name: 'idle',
   summary: 'connection storm then idle: connects/s and server memory per connection, Silk beside raw ws and Socket.IO',
-  usage: 'idle [--connections 19000] [--systems silk,ws,socketio] [--repeats 2] [--settle 40] [--quick] [--out FILE]',
+  usage: 'idle [--connections 19000] [--systems silk,ws,socketio] [--repeats 2] [--settle 90] [--quick] [--out FILE]',
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -202,7 +226,7 @@ export const idle: Scenario = {
         connections: { type: 'string', default: '19000' },
         systems: { type: 'string', default: 'silk,ws,socketio' },
         repeats: { type: 'string', default: '2' },
-        settle: { type: 'string', default: '40' },
+        settle: { type: 'string', default: '90' },
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
       },
@@ -228,6 +252,8 @@ export const idle: Scenario = {
             `  ${si(run.connectsPerSecond)} connects/s, ${run.serverCpuMicros.toFixed(0)} µs server CPU/conn, ` +
               (run.stormBytesPerConnection === undefined ? '' : `${(run.stormBytesPerConnection / 1024).toFixed(1)} KB/conn at ${STORM_SECONDS} s, `) +
               `${(run.bytesPerConnection / 1024).toFixed(1)} KB/conn settled` +
+              (run.settledAfterSeconds === undefined ? '' : ` (from ${run.settledAfterSeconds} s)`) +
+              (run.serverIdle === undefined ? '' : `, idle GC max ${run.serverIdle.gc.maxMs.toFixed(1)} ms`) +
               (run.idleAllocatedBytesPerSecond === undefined ? '' : `, ${(run.idleAllocatedBytesPerSecond / 1000).toFixed(0)} kB/s allocated while idle`) +
               ` (RSS MiB by second: ${(run.rssSeriesMiB ?? []).map((x) => x.toFixed(0)).join(' ')})` +
               (run.notes.length > 0 ? `\n  notes: ${run.notes.join(' | ')}` : '') +
