@@ -269,6 +269,9 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
   const sat = d.runs.filter((r) => r.pacedRate === undefined && r.tightWindow === undefined);
   const tight = (d.options.tightSizes ?? []).filter((n) => d.runs.some((r) => r.subscribers === n && r.tightWindow !== undefined));
   const groups = d.options.sizes.map((n) => ({ label: `${n.toLocaleString('en')} subscribers`, match: (r: FanoutRun) => r.subscribers === n }));
+  // The latency chart shows the half-rate runs (the target's), where there are any.
+  const isHalfRate = (r: FanoutRun): boolean => r.pacedRate !== undefined && (r.pacedFraction ?? 0.5) === 0.5;
+  const half = d.options.pacedSizes.filter((n) => d.options.sizes.includes(n) && d.runs.some((r) => r.subscribers === n && isHalfRate(r)));
   return [
     {
       file: `${ROOT}/${CHARTS_DIR}/fanout-throughput.png`,
@@ -284,7 +287,7 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
         groups: [
           ...groups.map((g) => `${g.label}, saturated`),
           ...tight.map((n) => `${n.toLocaleString('en')}, saturated, window ${d.options.tightWindow}`),
-          ...d.options.pacedSizes.filter((n) => d.options.sizes.includes(n)).map((n) => `${n.toLocaleString('en')}, half rate`),
+          ...half.map((n) => `${n.toLocaleString('en')}, half rate`),
         ],
         series: seriesOf(
           d.runs,
@@ -292,9 +295,7 @@ export function fanoutCharts(d: { machine: Machine; date: string; options: { sys
           [
             ...groups.map((g) => ({ label: g.label, match: (r: FanoutRun) => g.match(r) && r.pacedRate === undefined && r.tightWindow === undefined })),
             ...tight.map((n) => ({ label: `w${n}`, match: (r: FanoutRun) => r.subscribers === n && r.tightWindow !== undefined })),
-            ...d.options.pacedSizes
-              .filter((n) => d.options.sizes.includes(n))
-              .map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && r.pacedRate !== undefined && (r.pacedFraction ?? 0.5) === 0.5 })),
+            ...half.map((n) => ({ label: String(n), match: (r: FanoutRun) => r.subscribers === n && isHalfRate(r) })),
           ],
           (r) => r.system,
           (r) => r.latencyMs.p99,
@@ -345,7 +346,7 @@ export const fanout: Scenario = {
       pacedSizes: values['paced-sizes'] === '' || (quick && !argv.includes('--paced-sizes')) ? [] : values['paced-sizes'].split(',').map(Number),
       // --quick: no tight-window runs unless asked for.
       tightSizes: values['tight-sizes'] === '' || (quick && !argv.includes('--tight-sizes')) ? [] : values['tight-sizes'].split(',').map(Number),
-      pacedFractions: values['paced-fractions'].split(',').map(Number),
+      pacedFractions: values['paced-fractions'] === '' ? [] : values['paced-fractions'].split(',').map(Number),
       tightWindow: Number(values['tight-window']),
     };
     if (o.pacedFractions.some((f) => !(f > 0 && f <= 1))) throw new Error('--paced-fractions: each a fraction of Silk\'s maximum rate, above 0 and at most 1');
@@ -399,7 +400,8 @@ export const fanout: Scenario = {
         );
         if (!o.pacedSizes.includes(n) || silk.n === 0) continue;
         for (const fraction of o.pacedFractions) {
-          const rate = Math.round(silk.median * fraction);
+          // Rounded down, so a fraction of 1 stays within Silk's own maximum.
+          const rate = Math.floor(silk.median * fraction);
           // A system whose maximum is below the pace would only queue without bound: its latency is not defined there.
           const able = o.systems.filter((spec) => {
             const max = spread(

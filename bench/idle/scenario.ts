@@ -14,8 +14,9 @@
  * storm, while the process still holds the storm's garbage and V8's grown
  * young generation, and at the end of the idle hold (`--settle`, 90 s), once
  * V8's memory reducer has given that back: the memory idle connections
- * keep. The reducer's compacting collections come 15–45 s after a storm
- * here, so a shorter hold reads the storm's leftovers. And the server's
+ * keep. The reducer's compacting collections came 18–48 s after the storm
+ * for bare `ws` and Silk here (near 80 s for Socket.IO), so a shorter hold
+ * reads the storm's leftovers. And the server's
  * event-loop delay and longest GC pause twice: while connecting, and over
  * the idle hold (where the reducer's collections fall).
  */
@@ -38,9 +39,10 @@ const SETTLED_WITHIN = 0.03;
 /** The first second (1-based) of `series` from which every reading is within {@link SETTLED_WITHIN} of the last. */
 export function settledAfter(series: readonly number[]): number | undefined {
   const last = series.at(-1);
-  if (last === undefined) return undefined;
+  if (last === undefined || !Number.isFinite(last)) return undefined;
   let i = series.length;
-  while (i > 0 && Math.abs(series[i - 1]! - last) <= last * SETTLED_WITHIN) i--;
+  // A missing reading (NaN) neither breaks nor makes the run of settled seconds.
+  while (i > 0 && (Number.isNaN(series[i - 1]!) || Math.abs(series[i - 1]! - last) <= last * SETTLED_WITHIN)) i--;
   return i + 1;
 }
 

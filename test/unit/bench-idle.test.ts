@@ -9,4 +9,7 @@ test('settledAfter: the first second from which RSS stays within 3% of its last 
   assert.equal(settledAfter([150, 144, 160, 144, 144]), 4);
   assert.equal(settledAfter([130, 130, 130]), 1);
   assert.equal(settledAfter([]), undefined);
+  // A missing reading (NaN) is skipped; a missing last reading leaves nothing to settle on.
+  assert.equal(settledAfter([195, 140, NaN, 141]), 2);
+  assert.equal(settledAfter([195, 140, NaN]), undefined);
 });
