@@ -111,8 +111,8 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
    * by every young collection until the next full one, so it keeps the young
    * payload alive and V8 promotes that too: about 330 bytes per heartbeat
    * answer. With heartbeats every 25 s on 19,000 connections the old
-   * generation grew ~250 KB/s and the settled RSS per idle connection was
-   * 1.4× bare ws (bench/README.md, "Idle connections").
+   * generation grew ~250 KB/s, and an idle server's RSS crept by 30 MiB
+   * over 90 s (bench/README.md, "Idle connections").
    *
    * Here the receiver keeps one array, emptied once each message is joined,
    * so no payload outlives its message. This reads and writes one private

@@ -58,7 +58,8 @@ const PONG_BYTES = Buffer.from('{"type":"pong"}');
  * heartbeat ping (other spellings of it go through {@link parseClientFrame}).
  * Checked on the bytes: no string, object or key list is made for the most
  * common client frame. On idle connections heartbeats are all the traffic,
- * and what they allocate decides whether V8 gives its young generation back.
+ * and what they allocate decides how soon V8's memory reducer gives back the
+ * memory a connection storm grew.
  */
 export function isPlainPong(data: Buffer): boolean {
   return data.length === PONG_BYTES.length && data.equals(PONG_BYTES);
