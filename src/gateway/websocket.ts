@@ -125,7 +125,6 @@ export class WebSocketGateway {
   readonly #tokens = new TokenCache();
   readonly #heartbeatMs: number;
   readonly #catchups: Catchups;
-  #pending = new Map<string, number>();
   #seq = 0;
   #draining = false;
   #drained: (() => void) | undefined;
@@ -190,32 +189,18 @@ export class WebSocketGateway {
       throw err;
     }
     const app = grant.app;
-    // Upgrades still in the handshake count too, so a burst cannot overshoot the limit.
-    const pending = this.#pending.get(app) ?? 0;
-    if (this.#o.hub.connectionCount(app) + pending >= this.#o.limits.maxConnectionsPerApp) {
+    // With no verifyClient, ws completes a handshake (and #open puts the
+    // connection in the hub's count) or refuses it before handleUpgrade
+    // returns, so no upgrade is half done here and a burst cannot overshoot
+    // the limit (frames.test.ts checks a concurrent burst).
+    if (this.#o.hub.connectionCount(app) >= this.#o.limits.maxConnectionsPerApp) {
       return refuse(socket, new SilkError('too_many_connections', `app ${app} is at its connection limit`));
     }
-    if (this.#draining) return refuse(socket, new SilkError('draining', 'the node is shutting down; connect elsewhere'));
     if (socket.destroyed) return;
-    this.#pending.set(app, pending + 1);
-    // ws answers a malformed handshake itself and never calls back: release the slot when the socket goes too.
-    let counted = true;
-    const release = (): void => {
-      if (!counted) return;
-      counted = false;
-      const n = (this.#pending.get(app) ?? 1) - 1;
-      if (n === 0) this.#pending.delete(app);
-      else this.#pending.set(app, n);
-    };
-    socket.once('close', release);
     // Held until the connection's first flush: the `101` and `welcome` in one write (WsConnection.holdHandshake).
     // ws ends the socket on a handshake it refuses, and `end()` uncorks.
     socket.cork();
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      socket.off('close', release);
-      release();
-      this.#open(ws as WsConnection, socket, grant);
-    });
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as WsConnection, socket, grant));
   }
 
   #open(c: WsConnection, socket: Duplex, grant: Grant): void {

@@ -302,3 +302,38 @@ describe('frames connection limit', () => {
     assert.equal(b2.frames[0].type, 'welcome');
   });
 });
+
+describe('frames connection limit under a burst', () => {
+  let t: TestNode;
+  before(async () => {
+    t = await startTestNode({ limits: { maxConnectionsPerApp: 3 } });
+  });
+  after(() => t.close());
+
+  test('connections - a burst of handshakes at once opens exactly limits.maxConnectionsPerApp, the rest get 503', async () => {
+    const tokens = await Promise.all(Array.from({ length: 10 }, (_, i) => t.token(`burst${i}`)));
+    const sockets = tokens.map((token) => new WebSocket(`${t.wsUrl}?token=${token}`));
+    try {
+      const outcomes = await within(
+        Promise.all(
+          sockets.map(
+            (ws) =>
+              new Promise<number>((resolve) => {
+                ws.on('error', () => undefined);
+                ws.once('open', () => resolve(101));
+                ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+              }),
+          ),
+        ),
+        10_000,
+        'every handshake answered',
+      );
+      assert.equal(outcomes.filter((s) => s === 101).length, 3, `statuses: ${outcomes.join(',')}`);
+      assert.equal(outcomes.filter((s) => s === 503).length, 7, `statuses: ${outcomes.join(',')}`);
+      const s = await t.api('GET', '/v1/apps/acme/stats');
+      assert.equal(s.body.connections, 3);
+    } finally {
+      for (const ws of sockets) ws.terminate();
+    }
+  });
+});
