@@ -31,6 +31,8 @@ export interface Limits {
   readonly maxFramesPerSecond: number;
   /** Bytes queued for one connection before it is closed as a slow consumer. @default 4194304 */
   readonly maxOutboundBytes: number;
+  /** Bytes of client frames that may wait while a connection catches up from the store, before it is closed. @default 262144, or maxFrameBytes if larger */
+  readonly maxDeferredBytes: number;
   /** Open connections per app. @default 100000 */
   readonly maxConnectionsPerApp: number;
   /** Server API requests per second per app (0: unlimited). @default 10000 */
@@ -124,6 +126,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxSubscriptionsPerConnection: 128,
   maxFramesPerSecond: 100,
   maxOutboundBytes: 4194304,
+  maxDeferredBytes: 262144,
   maxConnectionsPerApp: 100000,
   apiRequestsPerSecond: 10000,
   maxTtlSeconds: 2592000,
@@ -171,6 +174,7 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxSubscriptionsPerConnection: [1, 100_000],
   maxFramesPerSecond: [1, 1_000_000],
   maxOutboundBytes: [1024, 1024 * 1024 * 1024],
+  maxDeferredBytes: [1024, 1024 * 1024 * 1024],
   maxConnectionsPerApp: [1, 100_000_000],
   apiRequestsPerSecond: [0, 100_000_000],
   maxTtlSeconds: [1, 10 * 365 * 86400],
@@ -354,6 +358,8 @@ function validateLimits(v: unknown): Limits {
   for (const [k, range] of Object.entries(LIMIT_RANGES)) {
     if (v[k] !== undefined) out[k] = integer(`limits.${k}`, v[k], range[0], range[1]);
   }
+  // Unset, it grows with maxFrameBytes, so that a configuration written before it existed still loads.
+  if (v['maxDeferredBytes'] === undefined) out['maxDeferredBytes'] = Math.max(DEFAULT_LIMITS.maxDeferredBytes, out['maxFrameBytes']!);
   return out as unknown as Limits;
 }
 
@@ -393,6 +399,12 @@ export function validateConfig(file: unknown): Config {
   if (c.limits.inboxMaxBytes < c.limits.maxMessageBytes) {
     throw new ConfigError(
       `limits.inboxMaxBytes (${c.limits.inboxMaxBytes}) must be at least limits.maxMessageBytes (${c.limits.maxMessageBytes})`,
+    );
+  }
+  // One frame of the largest size must be able to wait out a catch-up.
+  if (c.limits.maxDeferredBytes < c.limits.maxFrameBytes) {
+    throw new ConfigError(
+      `limits.maxDeferredBytes (${c.limits.maxDeferredBytes}) must be at least limits.maxFrameBytes (${c.limits.maxFrameBytes})`,
     );
   }
   return c;

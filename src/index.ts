@@ -5,4 +5,5 @@
 export { startNode, type SilkNode, type NodeOptions, type NodeState } from './node.js';
 export { validateConfig, DEFAULTS, DEFAULT_LIMITS, ConfigError, type Config, type AppConfig, type Limits } from './config.js';
 export { signToken, verifyToken, type Grant } from './auth/tokens.js';
-export { SilkError, ErrorCodes, CloseCode, type ErrorCode } from './core/errors.js';
+export { SilkError, ErrorCodes, type ErrorCode } from './core/errors.js';
+export { CloseCode, Disconnects, policyOf, type Disconnect, type DisconnectReason, type RetryPolicy } from './protocol/codes.js';

@@ -1,43 +1,16 @@
 /**
- * One error vocabulary for the wire, the HTTP API and the logs.
+ * One error vocabulary for the wire, the HTTP API and the logs. How a
+ * connection ends (close code, reason, whether to come back) is the
+ * protocol's: `src/protocol/codes.ts`, whose reasons are these codes.
  *
  * Every code is stable: it keeps its meaning forever and a retired code is
  * never reused. `docs/errors.md` lists the same table and a test keeps the two
  * in step.
  */
 
-/** WebSocket close codes Silk uses (RFC 6455 §7.4; 4000–4999 are ours). */
-export const CloseCode = {
-  /** The client or server ended the session normally. */
-  NORMAL: 1000,
-  /** The node is draining (restart, upgrade): reconnect, ideally elsewhere. */
-  GOING_AWAY: 1001,
-  /** The client broke the WebSocket protocol (an unmasked frame, a bad opcode); sent by `ws`. */
-  PROTOCOL_ERROR: 1002,
-  /** A text frame was not valid UTF-8; sent by `ws`. */
-  INVALID_DATA: 1007,
-  /** A frame was larger than `limits.maxFrameBytes`. */
-  FRAME_TOO_LARGE: 1009,
-  /** Unexpected server failure: reconnect with backoff. */
-  INTERNAL: 1011,
-  /** The connection token expired: fetch a fresh token, then reconnect. */
-  TOKEN_EXPIRED: 4001,
-  /** The app backend disconnected this user: do not reconnect on your own. */
-  DISCONNECTED: 4003,
-  /** Too many inbound frames per second: reconnect later. */
-  FLOOD: 4008,
-  /** The client read too slowly and its outbound queue overflowed: reconnect. */
-  SLOW_CONSUMER: 4009,
-  /** No frame from the client for 1.5 heartbeat intervals, seen at its once-per-interval visit. */
-  HEARTBEAT_TIMEOUT: 4010,
-} as const;
-export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
-
 interface CodeSpec {
   /** HTTP status when the code is answered by the HTTP API or the upgrade. */
   readonly status: number;
-  /** Close code when the code ends a WebSocket connection, if it does. */
-  readonly close?: CloseCode;
   /** What it means, for people. */
   readonly description: string;
 }
@@ -66,7 +39,6 @@ export const ErrorCodes = {
   },
   token_expired: {
     status: 401,
-    close: CloseCode.TOKEN_EXPIRED,
     description: 'The token expired (at connect, or while connected: the server closes the connection).',
   },
   forbidden_channel: { status: 403, description: "The token's `channels` claim does not allow this channel." },
@@ -75,7 +47,6 @@ export const ErrorCodes = {
   method_not_allowed: { status: 405, description: 'The route exists but not for this HTTP method.' },
   payload_too_large: {
     status: 413,
-    close: CloseCode.FRAME_TOO_LARGE,
     description: 'A request body, a message or a WebSocket frame is over its size limit.',
   },
   idempotency_key_in_use: {
@@ -89,31 +60,30 @@ export const ErrorCodes = {
   },
   flood: {
     status: 429,
-    close: CloseCode.FLOOD,
     description: 'The connection sent more than `limits.maxFramesPerSecond` frames in one second.',
+  },
+  request_overflow: {
+    status: 429,
+    description: 'The connection sent more than `limits.maxDeferredBytes` of frames while the server was catching it up.',
   },
   slow_consumer: {
     status: 503,
-    close: CloseCode.SLOW_CONSUMER,
     description: 'The connection read too slowly: its outbound queue passed `limits.maxOutboundBytes`.',
   },
   heartbeat_timeout: {
     status: 408,
-    close: CloseCode.HEARTBEAT_TIMEOUT,
     description: 'No frame from the client for more than 1.5 heartbeat intervals (found within 2.5).',
   },
   disconnected: {
     status: 200,
-    close: CloseCode.DISCONNECTED,
     description: 'The app backend disconnected the user through the server API.',
   },
   too_many_connections: { status: 503, description: 'The app holds `limits.maxConnectionsPerApp` connections.' },
   draining: {
     status: 503,
-    close: CloseCode.GOING_AWAY,
     description: 'The node is shutting down: it refuses new connections and closes open ones.',
   },
-  internal: { status: 500, close: CloseCode.INTERNAL, description: 'An unexpected failure inside the server.' },
+  internal: { status: 500, description: 'An unexpected failure inside the server.' },
   store_unavailable: {
     status: 503,
     description: 'The message store could not take or answer the request (disk, database or Redis failure); nothing was stored: retry.',
@@ -138,10 +108,4 @@ export class SilkError extends Error {
   toJSON(): { error: { code: ErrorCode; message: string } } {
     return { error: { code: this.code, message: this.message } };
   }
-}
-
-/** Close code for an error that ends a connection. */
-export function closeCodeOf(code: ErrorCode): CloseCode {
-  const spec: CodeSpec = ErrorCodes[code];
-  return spec.close ?? CloseCode.INTERNAL;
 }

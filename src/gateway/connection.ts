@@ -40,8 +40,9 @@ interface Catchup {
   heldBytes: number;
   /** Keys of the message frames the catch-up sent. */
   readonly sent: Set<string>;
-  /** Client frames that arrived meanwhile, handled afterwards. */
+  /** Client frames that arrived meanwhile, handled afterwards, and their bytes. */
   readonly requests: string[];
+  requestBytes: number;
   /** The catch-up that opens the connection has not queued `welcome` yet: nothing may go before it. */
   unwelcomed: boolean;
 }
@@ -204,7 +205,7 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
 
   /** Start holding live frames back; `welcome` when this catch-up opens the connection (see {@link greet}). */
   beginCatchup(welcome = false): void {
-    this.#catchup ??= { held: [], heldBytes: 0, sent: new Set(), requests: [], unwelcomed: welcome };
+    this.#catchup ??= { held: [], heldBytes: 0, sent: new Set(), requests: [], requestBytes: 0, unwelcomed: welcome };
   }
 
   /**
@@ -222,11 +223,18 @@ export class WsConnection extends WebSocket implements Peer, Flushable, Beating 
     return this.#catchup === null || !this.#catchup.unwelcomed;
   }
 
-  /** Keep a client frame for after the catch-up; false if not catching up. */
-  deferRequest(text: string): boolean {
-    if (this.#catchup === null) return false;
-    this.#catchup.requests.push(text);
+  /** Keep a client frame of `bytes` for after the catch-up; false if not catching up. */
+  deferRequest(text: string, bytes: number): boolean {
+    const cu = this.#catchup;
+    if (cu === null) return false;
+    cu.requests.push(text);
+    cu.requestBytes += bytes;
     return true;
+  }
+
+  /** Bytes of the client frames kept for after the catch-up. */
+  get deferredBytes(): number {
+    return this.#catchup?.requestBytes ?? 0;
   }
 
   /**

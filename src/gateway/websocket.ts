@@ -8,7 +8,8 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { TokenCache, type Grant, type KeyLookup } from '../auth/tokens.js';
 import { allows, isValidChannel } from '../core/channels.js';
-import { closeCodeOf, SilkError, type ErrorCode } from '../core/errors.js';
+import { SilkError, type ErrorCode } from '../core/errors.js';
+import { Disconnects, type DisconnectReason } from '../protocol/codes.js';
 import type { Hub } from '../core/hub.js';
 import type { Bus } from '../core/ports.js';
 import type { InboxSelector, Store } from '../core/store.js';
@@ -36,6 +37,7 @@ export interface GatewayLimits {
   readonly maxSubscriptionsPerConnection: number;
   readonly maxFramesPerSecond: number;
   readonly maxOutboundBytes: number;
+  readonly maxDeferredBytes: number;
   readonly maxConnectionsPerApp: number;
   readonly inboxPageSize: number;
 }
@@ -241,7 +243,7 @@ export class WebSocketGateway {
     for (let i = 0; i < waiting.length; i++) {
       if (!c.live) return;
       if (c.catchingUp) {
-        for (; i < waiting.length; i++) c.deferRequest(waiting[i]!);
+        for (; i < waiting.length; i++) c.deferRequest(waiting[i]!, Buffer.byteLength(waiting[i]!));
         return;
       }
       this.#handle(c, waiting[i]!);
@@ -262,8 +264,13 @@ export class WebSocketGateway {
     // A pong has nothing to do but `lastSeen`, even while catching up.
     if (Buffer.isBuffer(data) && isPlainPong(data)) return;
     const text = data.toString();
-    // While catching up from the store, requests wait their turn (bounded by the flood limit).
-    if (c.deferRequest(text)) return;
+    // While catching up from the store, requests wait their turn, up to maxDeferredBytes of them:
+    // a client that stops reading can hold a catch-up open for good, and the flood limit bounds
+    // only the frames of one second.
+    if (c.deferRequest(text, Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text))) {
+      if (c.deferredBytes > this.#o.limits.maxDeferredBytes) this.end(c, 'request_overflow');
+      return;
+    }
     this.#handle(c, text);
   }
 
@@ -353,7 +360,7 @@ export class WebSocketGateway {
   }
 
   /** Close a connection for `reason`, with that reason's close code. */
-  end(c: WsConnection, reason: ErrorCode): void {
+  end(c: WsConnection, reason: DisconnectReason): void {
     if (!c.live) return;
     if (reason === 'draining') {
       this.#o.hub.distribute();
@@ -362,7 +369,8 @@ export class WebSocketGateway {
       c.flush();
     }
     this.#forget(c, reason);
-    c.close(closeCodeOf(reason), reason);
+    const d = Disconnects[reason];
+    c.close(d.code, d.reason);
   }
 
   #forget(c: WsConnection, reason: ErrorCode | 'client'): void {

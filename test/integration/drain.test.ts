@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { signToken } from '../../src/auth/tokens.js';
-import { CloseCode } from '../../src/core/errors.js';
+import { CloseCode } from '../../src/protocol/codes.js';
 import { APP_A, Client, tempDir } from '../helpers.js';
 import { kill, serve as serveIn } from '../process.js';
 import { RawClient } from '../raw-client.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CloseCode } from '../../src/core/errors.js';
+import { CloseCode } from '../../src/protocol/codes.js';
 import { eventually, startTestNode, type TestNode } from '../helpers.js';
 import { closeCode, RawClient } from '../raw-client.js';
 
@@ -64,5 +64,66 @@ describe('limits - heartbeat', () => {
     assert.equal((await t.api('GET', '/v1/apps/acme/users/silent')).body.online, false);
     const metrics = await (await fetch(t.url + '/metrics')).text();
     assert.match(metrics, /silk_disconnects_total\{reason="heartbeat_timeout"\} 1/);
+  });
+});
+
+describe('limits - frames waiting out a catch-up', () => {
+  let t: TestNode;
+  before(async () => {
+    t = await startTestNode({
+      limits: { maxOutboundBytes: 65536, maxFrameBytes: 1024, maxDeferredBytes: 4096, inboxMaxBytes: 64 * 1024 * 1024, inboxPageSize: 200 },
+    });
+  });
+  after(() => t.close());
+
+  /** An inbox far larger than the kernel's socket buffers: a client that does not read stalls its welcome catch-up. */
+  async function fill(user: string): Promise<void> {
+    const chunk = 'x'.repeat(60 * 1024);
+    for (let i = 0; i < 200; i++) {
+      assert.equal((await t.publish({ to: { users: [user] }, data: { i, chunk }, durable: true })).status, 202);
+    }
+  }
+
+  /** A ping frame of about 112 bytes (valid JSON, padded with spaces). */
+  const ping = (id: number): string => `{"type":"ping","id":${id}}` + ' '.repeat(90);
+
+  test('deferred bytes - a client that stops reading and keeps sending is closed with 4011; others are served', async () => {
+    await fill('stalled');
+    const raw = await RawClient.open(t.node.port, `/v1/connect?token=${await t.token('stalled')}`);
+    const other = await t.connect('other');
+    // 40 frames of ~112 bytes: over maxDeferredBytes (4096) while the catch-up waits for the socket to drain.
+    for (let i = 1; i <= 40; i++) raw.send(ping(i));
+    await eventually(async () => assert.equal((await t.api('GET', '/v1/apps/acme/users/stalled')).body.online, false));
+    // The node went on serving the other client meanwhile.
+    assert.equal((await other.request({ type: 'ping' })).type, 'reply');
+    assert.equal((await t.publish({ to: { users: ['other'] }, data: 'still here' })).status, 202);
+    await other.next((f) => f.type === 'message' && f.data === 'still here');
+    const frames = await raw.read((f) => f.opcode === 0x8);
+    const close = frames.at(-1)!;
+    assert.equal(close.opcode, 0x8);
+    assert.equal(closeCode(close), CloseCode.REQUEST_OVERFLOW);
+    assert.equal(close.payload.subarray(2).toString(), 'request_overflow');
+    const texts = frames.filter((f) => f.opcode === 0x1).map((f) => JSON.parse(f.payload.toString()));
+    assert.ok(!texts.some((f) => f.type === 'reply'), 'no waiting frame was handled');
+    raw.destroy();
+    const metrics = await (await fetch(t.url + '/metrics')).text();
+    assert.match(metrics, /silk_disconnects_total\{reason="request_overflow"\} 1/);
+  });
+
+  test('deferred bytes - frames under the cap wait out a stalled catch-up and are answered after it, in order', async () => {
+    await fill('patient');
+    const raw = await RawClient.open(t.node.port, `/v1/connect?token=${await t.token('patient')}`);
+    for (let i = 1; i <= 30; i++) raw.send(ping(i));
+    const frames = await raw.read((f) => f.opcode === 0x8 || (f.opcode === 0x1 && JSON.parse(f.payload.toString()).id === 30));
+    const texts = frames.filter((f) => f.opcode === 0x1).map((f) => JSON.parse(f.payload.toString()));
+    assert.equal(texts[0].type, 'welcome');
+    assert.equal(texts.filter((f) => f.type === 'message').length, 200, 'the whole first page');
+    const replies = texts.filter((f) => f.type === 'reply');
+    assert.deepEqual(
+      replies.map((f) => f.id),
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+    assert.ok(texts.findIndex((f) => f.type === 'reply') > texts.findLastIndex((f) => f.type === 'message'), 'replies after the catch-up');
+    raw.destroy();
   });
 });

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket as WsSocket, WebSocketServer } from 'ws';
 import { signToken } from '../../src/auth/tokens.js';
-import { CloseCode as ServerCloseCode } from '../../src/core/errors.js';
+import { CloseCode as ServerCloseCode } from '../../src/protocol/codes.js';
 import { CloseCode, SilkClient, type ConnectionState, type Message } from '../../sdk/src/node.js';
 import { APP_A, eventually, startTestNode, tempDir, type TestNode } from '../helpers.js';
 import { kill, serve, type Served } from '../process.js';

@@ -167,6 +167,13 @@ describe('config', () => {
     rejects(() => validateConfig({ limits: { maxFrameBytes: 255 } }), 'limits.maxFrameBytes');
   });
 
+  test('validateConfig - maxDeferredBytes holds a frame of the largest size, and grows with maxFrameBytes when unset', () => {
+    assert.equal(validateConfig({}).limits.maxDeferredBytes, 262144);
+    assert.equal(validateConfig({ limits: { maxFrameBytes: 1048576 } }).limits.maxDeferredBytes, 1048576);
+    assert.equal(validateConfig({ limits: { maxFrameBytes: 1024, maxDeferredBytes: 1024 } }).limits.maxDeferredBytes, 1024);
+    rejects(() => validateConfig({ limits: { maxFrameBytes: 65536, maxDeferredBytes: 4096 } }), 'limits.maxDeferredBytes');
+  });
+
   test('overridesFromEnv - reads SILK_PORT, SILK_HOST and SILK_DATA_DIR only', () => {
     assert.deepEqual(overridesFromEnv({}), {});
     assert.deepEqual(overridesFromEnv({ SILK_PORT: '9000', SILK_HOST: '::1', SILK_DATA_DIR: '/tmp/silk', PORT: '1', HOME: '/root' }), {

@@ -1,11 +1,13 @@
 /**
- * docs/errors.md must list the same codes, statuses and close codes as
- * src/core/errors.ts, so the reference cannot drift from the code.
+ * docs/errors.md must list the same codes and statuses as src/core/errors.ts
+ * and the same close codes as src/protocol/codes.ts, so the reference cannot
+ * drift from the code.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { CloseCode, ErrorCodes } from '../../src/core/errors.js';
+import { ErrorCodes } from '../../src/core/errors.js';
+import { CloseCode, Disconnects } from '../../src/protocol/codes.js';
 
 // The compiled test lives in dist/test/unit/; the doc is at the repository root.
 const DOC = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
@@ -57,13 +59,21 @@ test('errors doc - the error table lists exactly the codes of ErrorCodes, in ord
   );
 });
 
-test('errors doc - each code has the HTTP status and close code of ErrorCodes', () => {
-  const specs: Record<string, { status: number; close?: number }> = ErrorCodes;
+test('errors doc - each code has the HTTP status of ErrorCodes and the close code of its disconnect', () => {
+  const specs: Record<string, { status: number }> = ErrorCodes;
+  const disconnects: Record<string, { code: number }> = Disconnects;
   for (const row of errorRows()) {
     const spec = specs[row.code];
     assert.ok(spec !== undefined, `${row.code} is in ErrorCodes`);
     assert.equal(row.status, spec.status, `HTTP status of ${row.code}`);
-    assert.equal(row.close, spec.close, `close code of ${row.code}`);
+    assert.equal(row.close, disconnects[row.code]?.code, `close code of ${row.code}`);
+  }
+});
+
+test('errors doc - every disconnect reason is an error code', () => {
+  for (const [reason, d] of Object.entries(Disconnects)) {
+    assert.ok(reason in ErrorCodes, `${reason} is in ErrorCodes`);
+    assert.ok(d.reason === reason || d.reason === '', `the reason text of ${reason} is its code (or empty where ws closes by itself)`);
   }
 });
 
