@@ -7,10 +7,20 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { readFileSync } from 'node:fs';
-import { HttpApi, type DevTokens, type StaticFile } from './api/http-api.js';
-import { signToken, verifyKey } from './auth/tokens.js';
+import { devTokenPath } from './api/dev-token.js';
+import type { PathHandler } from './api/router.js';
+import { HttpApi } from './api/router.js';
+import { inboxRoutes } from './api/routes/inbox.js';
+import { messageRoutes } from './api/routes/messages.js';
+import { opsPaths } from './api/routes/ops.js';
+import { nodesPath, presenceRoutes } from './api/routes/presence.js';
+import { staticPaths } from './api/static-files.js';
+import { AppRegistry } from './apps/registry.js';
+import { keysOf } from './auth/tokens.js';
 import type { AppConfig, Config } from './config.js';
+import { HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS } from './core/limits.js';
+import { Inbox } from './services/inbox.js';
+import { Publisher } from './services/publisher.js';
 import { loadOrCreateDefaultApp, type DefaultApp } from './default-app.js';
 import { SilkError } from './core/errors.js';
 import { Hub } from './core/hub.js';
@@ -21,43 +31,6 @@ import type { Store } from './core/store.js';
 import { openEngines } from './engines.js';
 import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
 import { Metrics } from './metrics.js';
-
-/** Files served as they are: the browser SDK bundle and the demo page, relative to this module in dist/src. */
-const FILES: readonly { path: readonly string[]; file: string; contentType: string }[] = [
-  { path: ['/sdk/silk.js'], file: '../sdk/silk.js', contentType: 'text/javascript; charset=utf-8' },
-  { path: ['/', '/index.html'], file: '../../demo/index.html', contentType: 'text/html; charset=utf-8' },
-];
-
-/** Read the files to serve; a missing one is logged and not served. */
-function loadFiles(logger: Logger): Map<string, StaticFile> {
-  const out = new Map<string, StaticFile>();
-  for (const f of FILES) {
-    let body: Buffer;
-    try {
-      body = readFileSync(new URL(f.file, import.meta.url));
-    } catch (err) {
-      logger.warn({ file: f.file, err: (err as Error).message }, 'not serving a missing file (run npm run build)');
-      continue;
-    }
-    for (const p of f.path) out.set(p, { contentType: f.contentType, body });
-  }
-  return out;
-}
-
-/** Demo tokens for the demo page: with the implicit `default` app (loopback only) or in `--dev` mode. */
-function devTokens(config: Config, apps: readonly AppConfig[], implicit: boolean): DevTokens | undefined {
-  if (!config.dev && !implicit) return undefined;
-  return {
-    loopbackOnly: !config.dev,
-    defaultApp: apps[0]!.id,
-    async mint(app, user, channels) {
-      const a = apps.find((x) => x.id === app);
-      if (a === undefined) throw new SilkError('app_not_found', `no app ${JSON.stringify(app)}`);
-      const token = await signToken({ app, user, secret: a.secret, ttlSeconds: 3600, ...(channels !== undefined ? { channels } : {}) });
-      return { token, apiKey: a.apiKey };
-    },
-  };
-}
 
 /** How often expired and aged stored messages are removed (ms). */
 const SWEEP_MS = 30_000;
@@ -106,9 +79,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     apps = [defaultApp.app];
   }
   const id = randomBytes(4).toString('hex');
-  const byId = new Map(apps.map((a) => [a.id, a]));
-  const keys = new Map(apps.map((a) => [a.id, verifyKey(a.secret)]));
-  const appIds = apps.map((a) => a.id);
+  const registry = new AppRegistry(apps);
+  const appIds = (): string[] => registry.list().map((a) => a.id);
   const started = new Date().toISOString();
   const hasGateway = config.roles.includes('gateway');
   const hasApi = config.roles.includes('api');
@@ -129,7 +101,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     config,
     hub,
     node: info,
-    apps: () => appIds,
+    apps: appIds,
     logger,
     ...(options.store !== undefined ? { store: options.store } : {}),
   });
@@ -141,13 +113,14 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     await engines.close();
     throw err;
   }
-  const metrics = new Metrics(hub, () => appIds);
+  const metrics = new Metrics(hub, appIds);
+  const inbox = new Inbox({ store, bus, logger, events: metrics });
   if (hasGateway) {
     gateway = new WebSocketGateway({
       hub,
       store,
-      bus,
-      keyOf: (app) => keys.get(app),
+      inbox,
+      keyOf: keysOf(registry),
       nodeId: id,
       heartbeatSeconds: config.heartbeatSeconds,
       limits: config.limits,
@@ -158,22 +131,32 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     metrics.countWrites(() => g.written);
   }
   let state: NodeState = 'running';
-  const dev = hasApi ? devTokens(config, apps, defaultApp !== undefined) : undefined;
-  const api = new HttpApi({
-    apps: byId,
-    hub,
-    bus,
+  const paths = new Map<string, PathHandler>([
+    ...opsPaths({
+      ready: () => (state !== 'running' ? new SilkError('draining', 'the node is draining') : engines.unready()),
+      metrics: () => metrics.scrape(),
+    }),
+    ['/v1/nodes', nodesPath(presence, logger)],
+    ...staticPaths(logger),
+    // Demo tokens: with the implicit `default` app (loopback only) or in `--dev` mode.
+    ...(hasApi && (config.dev || defaultApp !== undefined) ? [devTokenPath({ apps: registry, loopbackOnly: !config.dev })] : []),
+  ]);
+  const publisher = new Publisher({
     ids,
     store,
-    presence,
+    bus,
     limits: config.limits,
     logger,
-    serveApps: hasApi,
-    ready: () => (state !== 'running' ? new SilkError('draining', 'the node is draining') : engines.unready()),
-    metrics: () => metrics.scrape(),
-    events: metrics,
-    files: loadFiles(logger),
-    ...(dev !== undefined ? { dev } : {}),
+    events: { accepted: (app) => hub.countIn(app), stored: (evicted) => metrics.stored(evicted), storeError: () => metrics.storeError() },
+  });
+  const api = new HttpApi({
+    apps: registry,
+    apiRequestsPerSecond: config.limits.apiRequestsPerSecond,
+    logger,
+    paths,
+    routes: hasApi
+      ? [...messageRoutes(publisher, config.limits), ...presenceRoutes(presence, bus, logger), ...inboxRoutes(inbox, config.limits)]
+      : null,
   });
 
   bus.onMessage((m) => {
@@ -198,7 +181,10 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   }, SWEEP_MS);
   sweeper.unref();
 
-  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => api.handle(req, res));
+  const server: Server = createServer(
+    { requestTimeout: HTTP_REQUEST_TIMEOUT_MS, headersTimeout: HTTP_HEADERS_TIMEOUT_MS },
+    (req, res) => api.handle(req, res),
+  );
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
     if (path === CONNECT_PATH && gateway !== null) return gateway.handleUpgrade(req, socket, head);
@@ -228,7 +214,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     await engines.close();
     throw err;
   }
-  logger.info({ node: id, port, host: config.host, apps: appIds, roles: config.roles, cluster: config.redis !== null }, 'silk node listening');
+  logger.info({ node: id, port, host: config.host, apps: appIds(), roles: config.roles, cluster: config.redis !== null }, 'silk node listening');
 
   const stop = async (): Promise<void> => {
     state = 'closed';

@@ -5,7 +5,9 @@
  * `channels` (patterns the connection may subscribe to, see core/channels).
  */
 import { createSigner, createVerifier, TokenError } from 'fast-jwt';
+import type { Apps } from '../core/apps.js';
 import { SilkError } from '../core/errors.js';
+import { MAX_CHANNEL_PATTERNS, MAX_PATTERN_LENGTH, MAX_TOKEN_LENGTH } from '../core/limits.js';
 import { isValidUser } from '../core/users.js';
 
 /** What a verified token grants. */
@@ -18,9 +20,6 @@ export interface Grant {
   readonly channels: readonly string[] | null;
 }
 
-/** Largest `channels` claim accepted, to bound the cost of permission checks. */
-export const MAX_CHANNEL_PATTERNS = 256;
-const MAX_TOKEN_LENGTH = 8192;
 
 /**
  * An app's HS256 key, ready to verify with: made once per app secret (the
@@ -46,6 +45,29 @@ export type KeyLookup = (app: string) => VerifyKey | undefined;
 /** An app secret as a {@link VerifyKey}. */
 export function verifyKey(secret: string): VerifyKey {
   return new VerifyKey(secret);
+}
+
+/**
+ * The signing keys of the apps in `apps`, read per call: a key is made once
+ * per app secret and the same object is returned while the secret stays
+ * (which {@link TokenCache} relies on), a new one once it changes, none once
+ * the app is gone.
+ */
+export function keysOf(apps: Apps): KeyLookup {
+  const made = new Map<string, { secret: string; key: VerifyKey }>();
+  return (id) => {
+    const app = apps.get(id);
+    if (app === undefined) {
+      made.delete(id);
+      return undefined;
+    }
+    let k = made.get(id);
+    if (k === undefined || k.secret !== app.secret) {
+      k = { secret: app.secret, key: new VerifyKey(app.secret) };
+      made.set(id, k);
+    }
+    return k.key;
+  };
 }
 
 /**
@@ -83,7 +105,7 @@ export function verifyToken(token: string | null | undefined, keyOf: KeyLookup):
     if (
       !Array.isArray(channels) ||
       channels.length > MAX_CHANNEL_PATTERNS ||
-      !channels.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 201)
+      !channels.every((c) => typeof c === 'string' && c.length > 0 && c.length <= MAX_PATTERN_LENGTH)
     ) {
       throw new SilkError('token_invalid', `\`channels\` must be an array of at most ${MAX_CHANNEL_PATTERNS} patterns`);
     }

@@ -1,9 +1,7 @@
 /**
  * Channel names and the permission patterns of a connection token.
  */
-
-/** The longest channel name. */
-export const MAX_CHANNEL_LENGTH = 200;
+import { MAX_CHANNEL_LENGTH } from './limits.js';
 
 const CHANNEL = /^[A-Za-z0-9_.:@/=-]+$/;
 

@@ -4,6 +4,7 @@
  */
 import { isValidChannel } from './channels.js';
 import { SilkError } from './errors.js';
+import { MAX_EVENT_LENGTH, MAX_IDEMPOTENCY_KEY_LENGTH } from './limits.js';
 import type { Target } from './message.js';
 import { isValidUser } from './users.js';
 
@@ -26,9 +27,6 @@ export interface PublishLimits {
 }
 
 const BODY_KEYS = new Set(['to', 'data', 'event', 'durable', 'ttl', 'idempotencyKey']);
-const MAX_EVENT_LENGTH = 100;
-/** The longest idempotency key. */
-export const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

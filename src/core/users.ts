@@ -1,5 +1,5 @@
-/** The longest user id. */
-export const MAX_USER_LENGTH = 200;
+/** User ids. */
+import { MAX_USER_LENGTH } from './limits.js';
 
 /** Whether `id` is a valid user id: a string of 1–200 characters without control characters. */
 export function isValidUser(id: unknown): id is string {

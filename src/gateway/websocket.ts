@@ -11,7 +11,7 @@ import { allows, isValidChannel } from '../core/channels.js';
 import { SilkError, type ErrorCode } from '../core/errors.js';
 import { Disconnects, type DisconnectReason } from '../protocol/codes.js';
 import type { Hub } from '../core/hub.js';
-import type { Bus } from '../core/ports.js';
+import type { Inbox } from '../services/inbox.js';
 import type { InboxSelector, Store } from '../core/store.js';
 import { Catchups } from './catchup.js';
 import { WsConnection, type ConnectionContext, type WriteCounts } from './connection.js';
@@ -55,7 +55,7 @@ export interface GatewayEvents {
 export interface GatewayOptions {
   readonly hub: Hub;
   readonly store: Store;
-  readonly bus: Bus;
+  readonly inbox: Inbox;
   readonly keyOf: KeyLookup;
   readonly nodeId: string;
   readonly heartbeatSeconds: number;
@@ -302,18 +302,10 @@ export class WebSocketGateway {
   }
 
   #ack(c: WsConnection, id: number, which: InboxSelector): void {
-    this.#o.store.ack(c.app, c.user, which).then(
-      (r) => {
-        c.direct(replyFrame(id, { removed: r.removed, unread: r.unread }));
-        // Every device of the user learns the new count (this one too, in order with its messages).
-        if (r.removed > 0) this.#o.bus.publish({ kind: 'unread', app: c.app, user: c.user, count: r.unread });
-      },
-      (err: unknown) => {
-        this.#o.events.storeError();
-        this.#o.logger.warn({ err, app: c.app, user: c.user, connection: c.id }, 'ack failed');
-        c.direct(errorFrame('store_unavailable', 'the acknowledgement was not stored; send it again', id));
-      },
-    );
+    // Every device of the user learns the new count (this one too, in order with its messages).
+    this.#o.inbox
+      .ack(c.app, c.user, which, (r) => c.direct(replyFrame(id, { removed: r.removed, unread: r.unread })))
+      .catch((err: SilkError) => c.direct(errorFrame(err.code, err.message, id)));
   }
 
   #subscribe(c: WsConnection, id: number, channel: unknown, since: string | undefined): void {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { allows, isValidChannel, MAX_CHANNEL_LENGTH } from '../../src/core/channels.js';
+import { allows, isValidChannel } from '../../src/core/channels.js';
+import { MAX_CHANNEL_LENGTH } from '../../src/core/limits.js';
 
 describe('channels', () => {
   test('isValidChannel - accepts 1–200 characters of A-Z a-z 0-9 _ . : @ / = -', () => {
