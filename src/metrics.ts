@@ -9,7 +9,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from './core/errors.js';
 import type { Hub } from './core/hub.js';
-import type { GatewayEvents } from './gateway/websocket.js';
+import type { GatewayEvents } from './gateway/gateway.js';
 
 export class Metrics implements GatewayEvents {
   readonly registry = new Registry();

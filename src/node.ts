@@ -29,7 +29,10 @@ import { isSignal } from './core/message.js';
 import type { NodeInfo } from './core/ports.js';
 import type { Store } from './core/store.js';
 import { openEngines } from './engines.js';
-import { CONNECT_PATH, WebSocketGateway } from './gateway/websocket.js';
+import { Gateway } from './gateway/gateway.js';
+import { ProtocolV1 } from './protocol/v1/handler.js';
+import { Catchup } from './services/catchup.js';
+import { WebSocketTransport } from './transports/websocket/server.js';
 import { Metrics } from './metrics.js';
 
 /** How often expired and aged stored messages are removed (ms). */
@@ -89,7 +92,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const baseUrl = (): string => `http://${hostPart === '0.0.0.0' ? '127.0.0.1' : hostPart === '[::]' ? '[::1]' : hostPart}:${port}`;
 
   const hub = new Hub();
-  let gateway: WebSocketGateway | null = null;
+  let gateway: Gateway | null = null;
   const info = (): NodeInfo => ({
     id,
     url: config.advertiseUrl ?? baseUrl(),
@@ -116,11 +119,19 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const metrics = new Metrics(hub, appIds);
   const inbox = new Inbox({ store, bus, logger, events: metrics });
   if (hasGateway) {
-    gateway = new WebSocketGateway({
+    const protocol = new ProtocolV1({
       hub,
-      store,
       inbox,
+      catchup: new Catchup({ store, inbox, hub, logger, storeError: () => metrics.storeError() }),
+      heartbeatSeconds: config.heartbeatSeconds,
+      inboxPageSize: config.limits.inboxPageSize,
+      logger,
+      frameError: (code) => metrics.frameError(code),
+    });
+    gateway = new Gateway({
+      hub,
       keyOf: keysOf(registry),
+      protocol,
       nodeId: id,
       heartbeatSeconds: config.heartbeatSeconds,
       limits: config.limits,
@@ -130,6 +141,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     const g = gateway;
     metrics.countWrites(() => g.written);
   }
+  const websocket = new WebSocketTransport({ gateway, maxFrameBytes: config.limits.maxFrameBytes, logger });
   let state: NodeState = 'running';
   const paths = new Map<string, PathHandler>([
     ...opsPaths({
@@ -185,14 +197,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     { requestTimeout: HTTP_REQUEST_TIMEOUT_MS, headersTimeout: HTTP_HEADERS_TIMEOUT_MS },
     (req, res) => api.handle(req, res),
   );
-  server.on('upgrade', (req, socket, head) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path === CONNECT_PATH && gateway !== null) return gateway.handleUpgrade(req, socket, head);
-    const err = new SilkError('not_found', gateway === null ? 'this node has no gateway role' : `no WebSocket route ${path}`);
-    const body = JSON.stringify(err.toJSON());
-    socket.on('error', () => undefined);
-    socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  });
+  server.on('upgrade', (req, socket, head) => websocket.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
@@ -211,6 +216,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     clearInterval(sweeper);
     server.close();
     gateway?.close();
+    websocket.close();
     await engines.close();
     throw err;
   }
@@ -223,6 +229,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       server.closeAllConnections();
     });
     clearInterval(sweeper);
+    websocket.close();
     await engines.close();
     logger.info({ node: id }, 'silk node stopped');
   };

@@ -14,9 +14,13 @@ import { parseArgs } from 'node:util';
 import * as wsModule from 'ws';
 import { allows } from '../../src/core/channels.js';
 import { Hub, type Peer } from '../../src/core/hub.js';
-import { messageFrame, type Envelope, type FrameBatch, type Outbound } from '../../src/core/message.js';
+import { MessageDelivery, type Batch, type Delivery } from '../../src/core/delivery.js';
+import type { Envelope } from '../../src/core/message.js';
+import { encodingFor, text as v1Text } from '../../src/protocol/v1/frames.js';
 import { verifyKey, signToken, TokenCache, verifyToken, type KeyLookup } from '../../src/auth/tokens.js';
-import { wsTextFrame } from '../../src/gateway/frame.js';
+import { WS_TEXT as WS_FRAMING, wsTextFrame } from '../../src/transports/websocket/frame.js';
+
+const WS_V1 = encodingFor(WS_FRAMING);
 import { machine, writeResult, type Scenario } from '../lib/scenario.js';
 import { fmtSpread, si, spread, table, type Spread } from '../lib/stats.js';
 
@@ -136,7 +140,7 @@ function frameCases(): Case[] {
   ] as const) {
     const data = payload(bytes);
     const env = envelope(data);
-    const text = messageFrame(env, 'news').json;
+    const text = v1Text(MessageDelivery.of(env, 'news'));
     const size = `${label} (${Buffer.byteLength(text)} B)`;
     // Both framings must produce the same bytes, or the comparison means nothing.
     const ours = wsTextFrame(text);
@@ -179,15 +183,15 @@ function frameCases(): Case[] {
       },
       {
         // Everything done once per message before the fan-out: serialise the
-        // data (publish), build the message frame's JSON (hub) and frame it
-        // (first connection; the others share the bytes).
+        // data (publish), build the delivery (hub), and encode it as a v1
+        // WebSocket frame (first connection; the others share the bytes).
         group: 'json',
-        name: `stringify + messageFrame + frame, ${size}`,
+        name: `stringify + delivery + encode, ${size}`,
         batch: (n) => {
           let acc = 0;
           for (let i = 0; i < n; i++) {
             const e: Envelope = { ...env, data: JSON.stringify(data) };
-            acc = mix(acc, messageFrame(e, 'news').bytes(wsTextFrame).length);
+            acc = mix(acc, MessageDelivery.of(e, 'news').bytes(WS_V1).length);
           }
           return acc;
         },
@@ -238,11 +242,11 @@ const HUB_PEERS = 1_000;
 function hubCases(): Case[] {
   const hub = new Hub();
   let pushed = 0;
-  const push = (f: Outbound): void => {
-    pushed += f.json.length;
+  const push = (d: Delivery): void => {
+    pushed += (d as MessageDelivery).data.length;
   };
-  const pushBatch = (b: FrameBatch): void => {
-    for (const f of b.frames) push(f);
+  const pushBatch = (b: Batch): void => {
+    for (const d of b.deliveries) push(d);
   };
   const peers: Peer[] = [];
   for (let i = 0; i < HUB_PEERS; i++) {
@@ -338,7 +342,7 @@ async function tokenCases(): Promise<Case[]> {
 /** How the cases are set up, printed under the table and saved with the results. */
 const NOTES = [
   'frame: the bytes of both framings are checked equal first; ws returns [header, payload] (two writes), wsTextFrame one buffer.',
-  'json: stringify + messageFrame + frame is the once-per-message work before the fan-out (publish, hub, first socket).',
+  'json: stringify + delivery + encode is the once-per-message work before the fan-out (publish, hub, first socket).',
   'allows: half exact names, half prefix patterns; the hit matches the last pattern, so hit and miss both scan them all.',
   `hub: a real Hub with ${HUB_CHANNELS.toLocaleString('en')} channels of one subscriber each (${HUB_PEERS.toLocaleString('en')} plain-object peers, no sockets); ` +
     'lookup is subscriberCount(), the same two Map gets deliver() makes; keys in random order.',

@@ -2,18 +2,20 @@
  * The node's local hub: which connections are open, which user each belongs
  * to, and what each is subscribed to, per app. It resolves an envelope to
  * the local connections that should receive it and hands each the shared
- * frame; writing is the transport's business.
+ * delivery, in no protocol's words; encoding and writing are the session's
+ * and the transport's business.
  *
  * Channel and `all` deliveries are not handed out one by one: they wait in
  * a FIFO of batches, and consecutive messages for the same subscribers join
  * one batch, which {@link Hub.distribute} hands to each subscriber once
- * (the transport calls it just before it writes). Everything that hands
- * frames to connections directly (user messages, unread counts) or changes
+ * (the flusher calls it just before it writes). Everything that hands
+ * deliveries to connections directly (user messages, unread counts) or changes
  * who receives what (connect, subscribe, unsubscribe) distributes the FIFO
  * first, so every connection still gets its messages in the order the node
  * accepted them.
  */
-import { FrameBatch, messageFrame, unreadFrame, type Envelope, type Outbound } from './message.js';
+import { Batch, MessageDelivery, UnreadDelivery, type Delivery } from './delivery.js';
+import type { Envelope } from './message.js';
 
 /** A connection as the hub sees it; transports implement it. */
 export interface Peer {
@@ -29,10 +31,10 @@ export interface Peer {
    * the name for one (most connections: no set to pay for), a set for more.
    */
   channels: string | Set<string> | null;
-  /** Queue a frame for this peer. Must not throw. */
-  push(frame: Outbound): void;
-  /** Queue a batch of frames for this peer, in order. Must not throw. */
-  pushBatch(batch: FrameBatch): void;
+  /** Queue a delivery for this peer. Must not throw. */
+  push(d: Delivery): void;
+  /** Queue a batch of deliveries for this peer, in order. Must not throw. */
+  pushBatch(batch: Batch): void;
 }
 
 /** Counters of one app on this node. */
@@ -70,11 +72,11 @@ export interface HubWatcher {
   channel(app: string, channel: string, count: number): void;
 }
 
-/** Frames waiting for one set of connections (a channel's subscribers, or an app's connections). */
+/** Deliveries waiting for one set of connections (a channel's subscribers, or an app's connections). */
 interface Pending {
   readonly app: AppHub;
   readonly to: Set<Peer>;
-  readonly batch: FrameBatch;
+  readonly batch: Batch;
 }
 
 export class Hub {
@@ -99,10 +101,10 @@ export class Hub {
       const fifo = this.#fifo;
       this.#fifo = [];
       for (const { app, to, batch } of fifo) {
-        app.messagesOut += batch.frames.length * to.size;
-        if (batch.frames.length === 1) {
-          const frame = batch.frames[0]!;
-          for (const p of to) p.push(frame);
+        app.messagesOut += batch.deliveries.length * to.size;
+        if (batch.deliveries.length === 1) {
+          const d = batch.deliveries[0]!;
+          for (const p of to) p.push(d);
         } else {
           for (const p of to) p.pushBatch(batch);
         }
@@ -110,15 +112,15 @@ export class Hub {
     }
   }
 
-  /** Queue `frame` for every peer in `to`, joining the last batch if it is for the same peers. */
-  #queue(a: AppHub, to: Set<Peer>, frame: Outbound): void {
+  /** Queue `d` for every peer in `to`, joining the last batch if it is for the same peers. */
+  #queue(a: AppHub, to: Set<Peer>, d: MessageDelivery): void {
     const fifo = this.#fifo;
     const last = fifo[fifo.length - 1];
     if (last !== undefined && last.to === to) {
-      last.batch.frames.push(frame);
+      last.batch.deliveries.push(d);
       return;
     }
-    fifo.push({ app: a, to, batch: new FrameBatch(frame) });
+    fifo.push({ app: a, to, batch: new Batch(d) });
     if (fifo.length === 1) this.#wake();
   }
 
@@ -225,7 +227,7 @@ export class Hub {
 
   /**
    * Hand an envelope to every local connection it targets, now (users) or
-   * at the next {@link distribute} (channels, all). Each frame is built
+   * at the next {@link distribute} (channels, all). Each delivery is built
    * once and shared.
    */
   deliver(env: Envelope): void {
@@ -235,18 +237,18 @@ export class Hub {
     if ('channels' in t) {
       for (const ch of t.channels) {
         const subs = a.channels.get(ch);
-        if (subs !== undefined) this.#queue(a, subs, messageFrame(env, ch));
+        if (subs !== undefined) this.#queue(a, subs, MessageDelivery.of(env, ch));
       }
     } else if ('users' in t) {
       this.distribute();
       let n = 0;
-      let frame: Outbound | undefined;
+      let frame: MessageDelivery | undefined;
       for (const u of t.users) {
         const devices = a.users.get(u);
         if (devices === undefined) continue;
-        frame ??= messageFrame(env);
+        frame ??= MessageDelivery.of(env);
         const count = env.unread?.[u];
-        const unread = count === undefined ? undefined : unreadFrame(count);
+        const unread = count === undefined ? undefined : new UnreadDelivery(count);
         if (devices instanceof Set) {
           for (const p of devices) {
             p.push(frame);
@@ -261,7 +263,7 @@ export class Hub {
       }
       a.messagesOut += n;
     } else if (a.peers.size > 0) {
-      this.#queue(a, a.peers, messageFrame(env));
+      this.#queue(a, a.peers, MessageDelivery.of(env));
     }
   }
 
@@ -270,9 +272,9 @@ export class Hub {
     this.distribute();
     const devices = this.#apps.get(app)?.users.get(user);
     if (devices === undefined) return;
-    const frame = unreadFrame(count);
-    if (devices instanceof Set) for (const p of devices) p.push(frame);
-    else devices.push(frame);
+    const d = new UnreadDelivery(count);
+    if (devices instanceof Set) for (const p of devices) p.push(d);
+    else devices.push(d);
   }
 
   /** Every connection of `user`, on this node. */

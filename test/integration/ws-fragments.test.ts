@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { WsConnection } from '../../src/gateway/connection.js';
+import { WsConnection } from '../../src/transports/websocket/connection.js';
 import { startTestNode } from '../helpers.js';
 
 interface Receiver {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DELAY_SAMPLE_EVERY, Flusher, type Flushable } from '../../src/gateway/flusher.js';
+import { DELAY_SAMPLE_EVERY, Flusher, type Flushable } from '../../src/session/flusher.js';
 
 /** A flushable that counts its flushes. */
 function item(): Flushable & { flushed: number } {

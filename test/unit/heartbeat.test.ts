@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HeartbeatWheel, slotsFor, type Beating } from '../../src/gateway/heartbeat.js';
+import { HeartbeatWheel, slotsFor, type Beating } from '../../src/session/heartbeat.js';
 
 test('the wheel has a slot per 100 ms of the interval, within 16–600 (as protocol.md says)', () => {
   assert.equal(slotsFor(25_000), 250);

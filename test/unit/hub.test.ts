@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Hub, type Peer } from '../../src/core/hub.js';
-import type { Envelope, FrameBatch, Outbound, Target } from '../../src/core/message.js';
+import type { Batch, Delivery, MessageDelivery } from '../../src/core/delivery.js';
+import type { Envelope, Target } from '../../src/core/message.js';
 
-/** A peer that records what it is handed: frames one by one, and batches as the frames they carry. */
+/** A peer that records what it is handed: deliveries one by one, and batches as the deliveries they carry. */
 class Recorder implements Peer {
   readonly id: string;
   readonly app = 'app';
@@ -15,12 +16,12 @@ class Recorder implements Peer {
   constructor(readonly user: string) {
     this.id = user;
   }
-  push(frame: Outbound): void {
-    this.got.push(JSON.parse(frame.json).data);
+  push(d: Delivery): void {
+    this.got.push(d.kind === 'message' ? JSON.parse((d as MessageDelivery).data) : undefined);
   }
-  pushBatch(batch: FrameBatch): void {
+  pushBatch(batch: Batch): void {
     this.batches++;
-    for (const f of batch.frames) this.push(f);
+    for (const d of batch.deliveries) this.push(d);
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * Server-to-client WebSocket framing (RFC 6455 §5.2): one final text frame,
- * unmasked as servers send. Built once per message and shared by every
- * socket that receives it.
+ * unmasked as servers send. Built once per delivery and encoding, and
+ * shared by every socket that receives it.
  */
+import type { Framing } from '../../session/transport.js';
 
 /** Frame a JSON text as one WebSocket text frame. */
 export function wsTextFrame(json: string): Buffer {
@@ -26,3 +27,6 @@ export function wsTextFrame(json: string): Buffer {
   buf.write(json, head, 'utf8');
   return buf;
 }
+
+/** WebSocket text frames, the framing of every WebSocket connection. */
+export const WS_TEXT: Framing = { name: 'websocket-text', frame: (text) => wsTextFrame(text) };

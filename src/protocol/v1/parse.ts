@@ -1,17 +1,9 @@
 /**
- * Wire protocol v1 (docs/protocol.md): the frames a client may send, checked,
- * and the frames the server writes that are not messages.
+ * Protocol v1 (docs/protocol.md): the frames a client may send, checked.
  */
-import { SilkError, type ErrorCode } from '../core/errors.js';
-import { Outbound } from '../core/message.js';
-import { isMessageId, type InboxSelector } from '../core/store.js';
-
-export const PROTOCOL_VERSION = 1;
-
-/** Most ids one `ack` frame may name. */
-export const MAX_ACK_IDS = 1000;
-/** Largest page an `inbox` request may ask for. */
-export const MAX_INBOX_LIMIT = 1000;
+import { SilkError, type ErrorCode } from '../../core/errors.js';
+import { MAX_ACK_IDS, MAX_INBOX_PAGE } from '../../core/limits.js';
+import { isMessageId, type InboxSelector } from '../../core/store.js';
 
 /** A checked client frame. */
 export type ClientFrame =
@@ -110,8 +102,8 @@ export function parseClientFrame(text: string): ClientFrame {
     }
     case 'inbox': {
       const limit = o['limit'];
-      if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_INBOX_LIMIT)) {
-        throw new FrameError('invalid_request', `\`limit\` must be an integer from 1 to ${MAX_INBOX_LIMIT}`, id);
+      if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_INBOX_PAGE)) {
+        throw new FrameError('invalid_request', `\`limit\` must be an integer from 1 to ${MAX_INBOX_PAGE}`, id);
       }
       return {
         type,
@@ -127,37 +119,3 @@ export function parseClientFrame(text: string): ClientFrame {
       return { type: 'pong' };
   }
 }
-
-/** What `welcome` says of the inbox: absent when the store could not be read. */
-export interface InboxSummary {
-  /** Unread messages. */
-  readonly unread: number;
-  /** Inbox messages that follow `welcome` at once (the oldest). */
-  readonly page: number;
-  /** Whether more remain after them. */
-  readonly more: boolean;
-}
-
-/** `welcome`, the first frame on every connection. */
-export function welcomeFrame(connection: string, user: string, heartbeatSeconds: number, inbox: InboxSummary | undefined): Outbound {
-  return new Outbound(
-    JSON.stringify({ type: 'welcome', version: PROTOCOL_VERSION, connection, user, heartbeat: heartbeatSeconds, ...inbox }),
-  );
-}
-
-/** `reply` to request `id`, with the fields of `extra` after `type` and `id`. */
-export function replyFrame(id: number, extra?: Record<string, unknown>): Outbound {
-  if (extra === undefined) return new Outbound('{"type":"reply","id":' + id + '}');
-  return new Outbound(JSON.stringify({ type: 'reply', id, ...extra }));
-}
-
-/** `error`, for request `id` when known. */
-export function errorFrame(code: ErrorCode, message: string, id?: number): Outbound {
-  return new Outbound(JSON.stringify(id === undefined ? { type: 'error', code, message } : { type: 'error', id, code, message }));
-}
-
-/** The server's heartbeat ping, shared by every connection. */
-export const PING = new Outbound('{"type":"ping"}');
-
-/** Answer to a client's `ping` without an id. */
-export const PONG = new Outbound('{"type":"pong"}');

@@ -1,0 +1,186 @@
+/**
+ * The gateway: the node's sessions, whatever transport carries them. It
+ * admits a connection (token, draining, the per-app connection limit),
+ * opens its session in the hub, the heartbeat wheel and the flusher, ends
+ * sessions with a disconnect, and drains. Transports (src/transports/) hand
+ * it their connections; protocols (src/protocol/) speak on the sessions.
+ */
+import type { Logger } from 'pino';
+import { TokenCache, type Grant, type KeyLookup } from '../auth/tokens.js';
+import { SilkError, type ErrorCode } from '../core/errors.js';
+import type { Hub } from '../core/hub.js';
+import { Disconnects, type DisconnectReason } from '../protocol/codes.js';
+import { Flusher } from '../session/flusher.js';
+import { HeartbeatWheel } from '../session/heartbeat.js';
+import type { SessionLimits } from '../session/limits.js';
+import { Session, type Protocol, type SessionContext, type WriteCounts } from '../session/session.js';
+import type { Transport } from '../session/transport.js';
+
+/** Limits the gateway enforces, with those of its sessions. */
+export interface GatewayLimits extends SessionLimits {
+  readonly maxConnectionsPerApp: number;
+}
+
+/** Things the gateway reports, for metrics. */
+export interface GatewayEvents {
+  /** A client broke the transport's protocol (counted with the frame errors). */
+  frameError(code: ErrorCode): void;
+  closed(reason: ErrorCode | 'client'): void;
+  opened(): void;
+  /** A sampled wait from frames queued for a connection to their write, ms (see {@link Flusher}). */
+  flushDelay(ms: number): void;
+}
+
+export interface GatewayOptions {
+  readonly hub: Hub;
+  readonly keyOf: KeyLookup;
+  readonly protocol: Protocol;
+  readonly nodeId: string;
+  readonly heartbeatSeconds: number;
+  readonly limits: GatewayLimits;
+  readonly logger: Logger;
+  readonly events: GatewayEvents;
+}
+
+export class Gateway {
+  readonly #o: GatewayOptions;
+  readonly #flusher: Flusher;
+  readonly #wheel: HeartbeatWheel<Session>;
+  readonly #ctx: SessionContext;
+  readonly #all = new Set<Session>();
+  /** Tokens already verified (see {@link TokenCache}). */
+  readonly #tokens = new TokenCache();
+  #seq = 0;
+  #draining = false;
+  #drained: (() => void) | undefined;
+
+  constructor(options: GatewayOptions) {
+    this.#o = options;
+    const hub = options.hub;
+    // The hub's fan-out batches are handed out at the start of every flush slice.
+    this.#flusher = new Flusher({ before: () => hub.distribute(), delay: (ms) => options.events.flushDelay(ms) });
+    hub.onPending(() => this.#flusher.wake());
+    const protocol = options.protocol;
+    this.#wheel = new HeartbeatWheel(options.heartbeatSeconds * 1000, (s, now) => protocol.beat(s, now, this.#wheel.resumedAt));
+    const flusher = this.#flusher;
+    this.#ctx = {
+      limits: options.limits,
+      hub,
+      protocol,
+      written: { writes: 0, frames: 0 },
+      mark: (s) => flusher.mark(s),
+      end: (s, reason) => this.end(s, reason),
+      broken: (s, code, detail) => {
+        options.events.frameError(code);
+        options.logger.debug({ app: s.app, user: s.user, connection: s.id, err: detail }, 'protocol error');
+        if (s.live) this.#forget(s, code);
+      },
+      gone: (s) => this.#gone(s),
+    };
+  }
+
+  /** Open sessions on this node. */
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** Transport writes so far and the frames they carried. */
+  get written(): Readonly<WriteCounts> {
+    return this.#ctx.written;
+  }
+
+  /**
+   * Whether a connection with `token` may open now.
+   * @throws SilkError `draining`, `token_missing`, `token_invalid`, `token_expired`, `app_not_found`, `too_many_connections`
+   */
+  admit(token: string | null): Grant {
+    if (this.#draining) throw new SilkError('draining', 'the node is shutting down; connect elsewhere');
+    const grant = this.#tokens.verify(token, this.#o.keyOf);
+    // A transport opens the session in the same turn as it admits it (the WebSocket transport
+    // completes the handshake synchronously), so a burst cannot overshoot the limit
+    // (frames.test.ts checks a concurrent burst).
+    if (this.#o.hub.connectionCount(grant.app) >= this.#o.limits.maxConnectionsPerApp) {
+      throw new SilkError('too_many_connections', `app ${grant.app} is at its connection limit`);
+    }
+    return grant;
+  }
+
+  /** Open the session of an admitted connection on `transport`. */
+  open(transport: Transport, grant: Grant): Session {
+    const s = new Session(this.#ctx, transport, this.#o.nodeId + '.' + (++this.#seq).toString(36), grant, Date.now());
+    this.#all.add(s);
+    this.#wheel.add(s);
+    this.#o.hub.add(s);
+    this.#o.events.opened();
+    // The first flush goes out with the next slice, whatever the store does (see Transport.opened).
+    this.#flusher.mark(s);
+    if (this.#draining) this.end(s, 'draining');
+    else this.#o.protocol.open(s);
+    return s;
+  }
+
+  /** Close a session for `reason`, with that reason's disconnect. */
+  end(s: Session, reason: DisconnectReason): void {
+    if (!s.live) return;
+    if (reason === 'draining') {
+      this.#o.hub.distribute();
+      // Distributing can close it (over its outbound limit): then it is already gone.
+      if (!s.live) return;
+      s.flush();
+    }
+    this.#forget(s, reason);
+    s.disconnect(Disconnects[reason]);
+  }
+
+  #forget(s: Session, reason: ErrorCode | 'client'): void {
+    s.halt();
+    this.#o.hub.remove(s);
+    this.#wheel.delete(s);
+    this.#o.events.closed(reason);
+    this.#o.logger.debug({ app: s.app, user: s.user, connection: s.id, reason }, 'connection closed');
+  }
+
+  /** The transport is gone. */
+  #gone(s: Session): void {
+    if (s.live) this.#forget(s, 'client');
+    this.#all.delete(s);
+    if (this.#all.size === 0) this.#drained?.();
+  }
+
+  /** Close every session of `user` in `app` with `disconnected`; returns how many. */
+  disconnectUser(app: string, user: string): number {
+    const devices = this.#o.hub.devices(app, user);
+    for (const p of devices) this.end(p as Session, 'disconnected');
+    return devices.length;
+  }
+
+  /**
+   * Stop admitting connections, send every client "going away", and
+   * resolve once all have closed or `timeoutMs` passed (the rest are cut).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    for (const s of this.#all) this.end(s, 'draining');
+    if (this.#all.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.close();
+  }
+
+  /** Cut every connection at once and stop the timers. */
+  close(): void {
+    this.#draining = true;
+    this.#wheel.stop();
+    for (const s of this.#all) {
+      if (s.live) this.#forget(s, 'draining');
+      s.terminate();
+    }
+    this.#all.clear();
+  }
+}
