@@ -3,12 +3,13 @@
  * baselines. Each is started as a child process pinned to the server CPU
  * and announces its port over IPC.
  */
+import { join } from 'node:path';
 import { BENCH_APP } from './bench-app.js';
 import { startChild, type Child } from './proc.js';
 import { script } from './scenario.js';
 import type { SystemMode } from '../fanout/clients.js';
 
-export type SystemName = 'silk' | 'ws-coalesce' | 'ws' | 'socketio';
+export type SystemName = 'silk' | 'silk-base' | 'ws-coalesce' | 'ws' | 'socketio';
 
 export interface SystemSpec {
   readonly name: SystemName;
@@ -31,6 +32,24 @@ export const SYSTEMS: Record<SystemName, SystemSpec> = {
     publishHeaders: { authorization: `Bearer ${BENCH_APP.apiKey}` },
     start: (cpu, execArgv) =>
       startChild(script('silk-server.js'), process.env['BENCH_SILK_CONFIG'] ? ['--config', process.env['BENCH_SILK_CONFIG']] : [], { name: 'silk', ...(cpu !== undefined ? { cpu } : {}), ...(execArgv ? { execArgv } : {}) }),
+  },
+  'silk-base': {
+    name: 'silk-base',
+    label: 'Silk, baseline build',
+    mode: 'silk',
+    publishPath: `/v1/apps/${BENCH_APP.id}/messages`,
+    publishHeaders: { authorization: `Bearer ${BENCH_APP.apiKey}` },
+    // Another build of Silk beside this one, to measure a change side by side in one run:
+    // BENCH_SILK_BASE names a checkout whose `npm run build` is done (its dist/bench/silk-server.js).
+    start: (cpu, execArgv) => {
+      const base = process.env['BENCH_SILK_BASE'];
+      if (base === undefined || base === '') throw new Error('silk-base needs BENCH_SILK_BASE=<a built checkout of Silk>');
+      return startChild(join(base, 'dist/bench/silk-server.js'), process.env['BENCH_SILK_CONFIG'] ? ['--config', process.env['BENCH_SILK_CONFIG']] : [], {
+        name: 'silk-base',
+        ...(cpu !== undefined ? { cpu } : {}),
+        ...(execArgv ? { execArgv } : {}),
+      });
+    },
   },
   'ws-coalesce': {
     name: 'ws-coalesce',
