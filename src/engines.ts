@@ -10,6 +10,7 @@ import { SilkError } from './core/errors.js';
 import type { Hub } from './core/hub.js';
 import type { Bus, NodeInfo, Presence, Store } from './core/ports.js';
 import { LocalBus } from './engines/memory/bus.js';
+import { MemoryClusterBus, MemoryClusterPresence, type MemoryNetwork } from './engines/memory/cluster.js';
 import { LocalPresence } from './engines/memory/presence.js';
 import { MemoryStore } from './engines/memory/store.js';
 import { RedisBus } from './engines/redis/bus.js';
@@ -41,11 +42,14 @@ export interface EngineOptions {
   readonly logger: Logger;
   /** A store to use instead of the configured one. */
   readonly store?: Store;
+  /** Join an in-process cluster instead (tests): its store, bus and presence. */
+  readonly network?: MemoryNetwork;
 }
 
 export async function openEngines(o: EngineOptions): Promise<Engines> {
   const { config, hub, logger } = o;
   const limits = config.limits;
+  if (o.network !== undefined) return memoryCluster(o, o.network);
   if (config.redis === null) {
     const store =
       o.store ??
@@ -95,8 +99,9 @@ export async function openEngines(o: EngineOptions): Promise<Engines> {
     nodeTtlMs: config.nodeTtlSeconds * 1000,
     logger,
   });
-  const bus = new RedisBus({ client, subscriber, node: o.node().id, presence, logger });
-  hub.watch(presence);
+  const bus = new RedisBus({ client, subscriber, node: o.node().id, routes: presence, logger });
+  hub.listen(presence);
+  hub.listen(bus);
   return {
     store,
     bus,
@@ -111,6 +116,28 @@ export async function openEngines(o: EngineOptions): Promise<Engines> {
       await bus.close();
       await store.close();
       closeAll();
+    },
+  };
+}
+
+/** A node of an in-process cluster: the network's store (not closed here), bus and presence. */
+function memoryCluster(o: EngineOptions, network: MemoryNetwork): Engines {
+  const presence = new MemoryClusterPresence({ network, hub: o.hub, node: o.node });
+  const bus = new MemoryClusterBus({ network, node: o.node().id, routes: presence, logger: o.logger });
+  o.hub.listen(presence);
+  o.hub.listen(bus);
+  return {
+    store: network.store,
+    bus,
+    presence,
+    async start() {
+      await bus.start();
+      presence.start();
+    },
+    unready: () => null,
+    async close() {
+      presence.stop();
+      await bus.close();
     },
   };
 }

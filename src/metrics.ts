@@ -24,6 +24,11 @@ export class Metrics implements GatewayEvents {
   readonly #flushDelay: Histogram;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
+    hub.listen({
+      peer: (_p, added) => {
+        if (added) this.#opened++;
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'silk_', eventLoopMonitoringPrecision: 10 });
     const perApp = (name: string, help: string, read: (app: string) => number): void => {
       new Gauge({
@@ -127,10 +132,6 @@ export class Metrics implements GatewayEvents {
 
   closed(reason: ErrorCode | 'client'): void {
     this.#disconnects.set(reason, (this.#disconnects.get(reason) ?? 0) + 1);
-  }
-
-  opened(): void {
-    this.#opened++;
   }
 
   flushDelay(ms: number): void {

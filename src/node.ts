@@ -29,6 +29,7 @@ import { isSignal } from './core/message.js';
 import type { NodeInfo } from './core/ports.js';
 import type { Store } from './core/store.js';
 import { openEngines } from './engines.js';
+import type { MemoryNetwork } from './engines/memory/cluster.js';
 import { Gateway } from './gateway/gateway.js';
 import { ProtocolV1 } from './protocol/v1/handler.js';
 import { Catchup } from './services/catchup.js';
@@ -48,6 +49,12 @@ export interface NodeOptions {
   readonly logger?: Logger;
   /** A store to use instead of the one `config.store` names (the node closes it). */
   readonly store?: Store;
+  /**
+   * Join an in-process cluster (tests): the node uses the network's store,
+   * bus and presence instead of the configured engines, and leaves the
+   * store open when it stops.
+   */
+  readonly network?: MemoryNetwork;
 }
 
 /** A running Silk node. */
@@ -107,6 +114,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     apps: appIds,
     logger,
     ...(options.store !== undefined ? { store: options.store } : {}),
+    ...(options.network !== undefined ? { network: options.network } : {}),
   });
   const { store, bus, presence } = engines;
   const ids = new BlockIds(store);

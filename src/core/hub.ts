@@ -60,16 +60,18 @@ class AppHub {
 }
 
 /**
- * What the hub tells the cluster engines about local changes, so they can
- * keep the route table and their pub/sub subscriptions current.
+ * What the hub tells others about local changes: the cluster engines keep
+ * the route table and their pub/sub subscriptions current with it, metrics
+ * count with it (and statistics and webhooks can). A listener implements
+ * the events it wants.
  */
-export interface HubWatcher {
+export interface HubListener {
   /** The first connection of `app` on this node opened (true) or its last closed (false). */
-  app(app: string, active: boolean): void;
+  app?(app: string, active: boolean): void;
   /** A connection opened (true) or closed (false). */
-  peer(peer: Peer, added: boolean): void;
+  peer?(peer: Peer, added: boolean): void;
   /** The number of local subscribers of `channel` changed to `count`. */
-  channel(app: string, channel: string, count: number): void;
+  channel?(app: string, channel: string, count: number): void;
 }
 
 /** Deliveries waiting for one set of connections (a channel's subscribers, or an app's connections). */
@@ -81,7 +83,9 @@ interface Pending {
 
 export class Hub {
   readonly #apps = new Map<string, AppHub>();
-  #watcher: HubWatcher | null = null;
+  readonly #onApp: ((app: string, active: boolean) => void)[] = [];
+  readonly #onPeer: ((peer: Peer, added: boolean) => void)[] = [];
+  readonly #onChannel: ((app: string, channel: string, count: number) => void)[] = [];
   /** Channel and `all` deliveries not yet handed to connections, in the order they were accepted. */
   #fifo: Pending[] = [];
   #wake: () => void = () => setImmediate(() => this.distribute());
@@ -124,12 +128,26 @@ export class Hub {
     if (fifo.length === 1) this.#wake();
   }
 
-  /** Report local changes to `w` (one watcher). */
-  watch(w: HubWatcher): void {
-    this.#watcher = w;
+  /** Report local changes to `l` too, from now on. */
+  listen(l: HubListener): void {
+    if (l.app !== undefined) this.#onApp.push(l.app.bind(l));
+    if (l.peer !== undefined) this.#onPeer.push(l.peer.bind(l));
+    if (l.channel !== undefined) this.#onChannel.push(l.channel.bind(l));
   }
 
-  #app(app: string): AppHub {
+  #emitApp(app: string, active: boolean): void {
+    for (const f of this.#onApp) f(app, active);
+  }
+
+  #emitPeer(peer: Peer, added: boolean): void {
+    for (const f of this.#onPeer) f(peer, added);
+  }
+
+  #emitChannel(app: string, channel: string, count: number): void {
+    for (const f of this.#onChannel) f(app, channel, count);
+  }
+
+  #appHub(app: string): AppHub {
     let a = this.#apps.get(app);
     if (a === undefined) {
       a = new AppHub();
@@ -141,10 +159,10 @@ export class Hub {
   /** Register an open connection. */
   add(peer: Peer): void {
     this.distribute();
-    const a = this.#app(peer.app);
+    const a = this.#appHub(peer.app);
     a.peers.add(peer);
-    if (a.peers.size === 1) this.#watcher?.app(peer.app, true);
-    this.#watcher?.peer(peer, true);
+    if (a.peers.size === 1) this.#emitApp(peer.app, true);
+    this.#emitPeer(peer, true);
     const devices = a.users.get(peer.user);
     if (devices === undefined) a.users.set(peer.user, peer);
     else if (devices instanceof Set) devices.add(peer);
@@ -164,8 +182,8 @@ export class Hub {
     if (typeof chs === 'string') this.#unlink(a, peer, chs);
     else if (chs !== null) for (const ch of chs) this.#unlink(a, peer, ch);
     peer.channels = null;
-    this.#watcher?.peer(peer, false);
-    if (a.peers.size === 0) this.#watcher?.app(peer.app, false);
+    this.#emitPeer(peer, false);
+    if (a.peers.size === 0) this.#emitApp(peer.app, false);
   }
 
   /** Whether `peer` is subscribed to `channel`. */
@@ -184,7 +202,7 @@ export class Hub {
   subscribe(peer: Peer, channel: string): boolean {
     if (this.subscribed(peer, channel)) return false;
     this.distribute();
-    const a = this.#app(peer.app);
+    const a = this.#appHub(peer.app);
     const chs = peer.channels;
     if (chs === null) peer.channels = channel;
     else if (typeof chs === 'string') peer.channels = new Set([chs, channel]);
@@ -196,7 +214,7 @@ export class Hub {
     }
     subs.add(peer);
     a.subscriptions++;
-    this.#watcher?.channel(peer.app, channel, subs.size);
+    this.#emitChannel(peer.app, channel, subs.size);
     return true;
   }
 
@@ -207,7 +225,7 @@ export class Hub {
     const chs = peer.channels!;
     if (typeof chs === 'string') peer.channels = null;
     else if (chs.delete(channel) && chs.size === 1) peer.channels = chs.values().next().value as string;
-    this.#unlink(this.#app(peer.app), peer, channel);
+    this.#unlink(this.#appHub(peer.app), peer, channel);
     return true;
   }
 
@@ -217,12 +235,12 @@ export class Hub {
     if (!subs.delete(peer)) return;
     a.subscriptions--;
     if (subs.size === 0) a.channels.delete(channel);
-    this.#watcher?.channel(peer.app, channel, subs.size);
+    this.#emitChannel(peer.app, channel, subs.size);
   }
 
   /** Count a message accepted for delivery by this node's API. */
   countIn(app: string): void {
-    this.#app(app).messagesIn++;
+    this.#appHub(app).messagesIn++;
   }
 
   /**
@@ -281,11 +299,6 @@ export class Hub {
   devices(app: string, user: string): readonly Peer[] {
     const d = this.#apps.get(app)?.users.get(user);
     return d === undefined ? [] : d instanceof Set ? [...d] : [d];
-  }
-
-  /** Connections of `app` on this node. */
-  peers(app: string): Iterable<Peer> {
-    return this.#apps.get(app)?.peers ?? [];
   }
 
   /** Subscribers of `channel` on this node. */

@@ -53,7 +53,6 @@ export class BlockIds implements Ids {
   #cur: Block | null = null;
   #spare: Block | null = null;
   #fetching: Promise<void> | null = null;
-  #failure: unknown = null;
 
   constructor(leaser: IdLeaser, options: BlockIdsOptions = {}) {
     this.#leaser = leaser;
@@ -110,11 +109,6 @@ export class BlockIds implements Ids {
     return id;
   }
 
-  /** The last failure to lease, if the latest attempt failed. */
-  get failure(): unknown {
-    return this.#failure;
-  }
-
   #rotate(): void {
     if (this.#spare === null) return;
     this.#cur = this.#spare;
@@ -128,7 +122,6 @@ export class BlockIds implements Ids {
       .leaseIds(size, BigInt(at) * 1000n)
       .then(
         (start) => {
-          this.#failure = null;
           const block = { next: start, end: start + BigInt(size), at };
           // A spare that is already waiting is older: use it up first.
           if (this.#cur === null) this.#cur = block;
@@ -138,8 +131,7 @@ export class BlockIds implements Ids {
             this.#spare = block;
           }
         },
-        (err: unknown) => {
-          this.#failure = err;
+        () => {
           throw new SilkError('store_unavailable', 'no message ids available: the store does not answer');
         },
       )

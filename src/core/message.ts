@@ -24,6 +24,8 @@ export interface Envelope {
   readonly durable?: boolean;
   /** For a durable message to users: each recipient's unread count after it, sent to their devices after the message. */
   readonly unread?: Readonly<Record<string, number>>;
+  /** For a durable message to channels: its place in each channel's history (see the store's `WriteResult.positions`). */
+  readonly positions?: Readonly<Record<string, number>>;
 }
 
 /** Something for every device of one user that is not a message. */

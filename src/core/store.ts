@@ -8,8 +8,6 @@
  * (`test/contract/store.ts`) runs against each of them. No library type
  * appears here.
  */
-import type { Envelope } from './message.js';
-
 /** A message as the store keeps it. */
 export interface StoredMessage {
   /** Decimal int64. */
@@ -32,12 +30,6 @@ export interface WriteRequest {
   /** Channel histories the message is appended to. */
   readonly channels?: readonly string[];
   readonly idempotencyKey?: string;
-  /**
-   * The message as it goes on the bus. A store that can put a channel
-   * message on the bus in the same atomic step as its history append (Redis)
-   * does so and says `published`; the caller then does not publish it again.
-   */
-  readonly publish?: Envelope;
 }
 
 export interface WriteResult {
@@ -49,8 +41,15 @@ export interface WriteResult {
   readonly unread: ReadonlyMap<string, number>;
   /** Messages dropped from full inboxes to make room (the oldest first). */
   readonly evicted: number;
-  /** True when the store already put the channel message on the bus (see {@link WriteRequest.publish}). */
-  readonly published?: boolean;
+  /**
+   * The message's place in each channel's history it was appended to (a
+   * retried write that finds it there already gets that place): greater
+   * than the place of every other message in that history. The stores that
+   * nodes share (Redis, and the memory store of an in-process cluster) count
+   * up by one per append, which the cluster bus relies on to deliver a
+   * channel's durable messages in history order (src/cluster/bus.ts).
+   */
+  readonly positions: ReadonlyMap<string, number>;
 }
 
 /** Which inbox messages an acknowledgement (or a delete) removes. */

@@ -26,7 +26,6 @@ export interface GatewayEvents {
   /** A client broke the transport's protocol (counted with the frame errors). */
   frameError(code: ErrorCode): void;
   closed(reason: ErrorCode | 'client'): void;
-  opened(): void;
   /** A sampled wait from frames queued for a connection to their write, ms (see {@link Flusher}). */
   flushDelay(ms: number): void;
 }
@@ -111,7 +110,6 @@ export class Gateway {
     this.#all.add(s);
     this.#wheel.add(s);
     this.#o.hub.add(s);
-    this.#o.events.opened();
     // The first flush goes out with the next slice, whatever the store does (see Transport.opened).
     this.#flusher.mark(s);
     if (this.#draining) this.end(s, 'draining');

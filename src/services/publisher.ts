@@ -9,7 +9,7 @@ import { SilkError } from '../core/errors.js';
 import type { Envelope } from '../core/message.js';
 import type { Bus, Ids } from '../core/ports.js';
 import { validatePublish, type PublishLimits, type PublishRequest } from '../core/publish.js';
-import type { Store, StoredMessage } from '../core/store.js';
+import type { Store, StoredMessage, WriteResult } from '../core/store.js';
 
 export interface PublisherLimits extends PublishLimits {
   readonly maxBatchMessages: number;
@@ -40,8 +40,8 @@ export interface Sent {
   readonly duplicate: boolean;
 }
 
-/** The bus envelope of a checked message. */
-function envelope(app: string, id: string, p: PublishRequest, unread: Record<string, number> | undefined): Envelope {
+/** The bus envelope of a checked message, with what its store write said (unread counts, history places). */
+function envelope(app: string, id: string, p: PublishRequest, written?: WriteResult): Envelope {
   return {
     app,
     id,
@@ -49,7 +49,8 @@ function envelope(app: string, id: string, p: PublishRequest, unread: Record<str
     data: p.data,
     ...(p.event !== undefined ? { event: p.event } : {}),
     ...(p.durable ? { durable: true } : {}),
-    ...(unread !== undefined ? { unread } : {}),
+    ...(written !== undefined && written.unread.size > 0 ? { unread: Object.fromEntries(written.unread) } : {}),
+    ...(written !== undefined && written.positions.size > 0 ? { positions: Object.fromEntries(written.positions) } : {}),
   };
 }
 
@@ -128,7 +129,7 @@ export class Publisher {
   #sendNow(app: string, p: PublishRequest): string {
     const id = this.#o.ids.next().toString();
     this.#o.events.accepted(app);
-    this.#o.bus.publish(envelope(app, id, p, undefined));
+    this.#o.bus.publish(envelope(app, id, p));
     return id;
   }
 
@@ -150,7 +151,7 @@ export class Publisher {
         app,
         message,
         ...(p.durable && 'users' in t ? { users: t.users } : {}),
-        ...(p.durable && 'channels' in t ? { channels: t.channels, publish: envelope(app, id, p, undefined) } : {}),
+        ...(p.durable && 'channels' in t ? { channels: t.channels } : {}),
         ...(p.idempotencyKey !== undefined ? { idempotencyKey: p.idempotencyKey } : {}),
       });
     } catch (err) {
@@ -162,9 +163,7 @@ export class Publisher {
     if (w.duplicate) return { id: w.id, duplicate: true };
     if (p.durable) this.#o.events.stored(w.evicted);
     this.#o.events.accepted(app);
-    // The store put it on the bus together with the history append (Redis): not again.
-    if (w.published === true) return { id: w.id, duplicate: false };
-    this.#o.bus.publish(envelope(app, w.id, p, w.unread.size > 0 ? Object.fromEntries(w.unread) : undefined));
+    this.#o.bus.publish(envelope(app, w.id, p, w));
     return { id: w.id, duplicate: false };
   }
 }

@@ -21,6 +21,8 @@ export interface StoreFactory {
   reopen?(options: StoreOptions): Promise<Store>;
   /** Remove everything the factory made. */
   cleanup?(): Promise<void>;
+  /** The store counts each channel's places up by one per append (the stores nodes share). */
+  densePositions?: boolean;
 }
 
 class Clock {
@@ -227,6 +229,25 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.deepEqual(await store.history('a', 'news', ms[6]!.id, 3), { found: true, messages: [], more: false });
       assert.equal((await store.history('a', 'news', '12345', 3)).found, false);
       assert.equal((await store.history('a', 'sport', ms[1]!.id, 3)).found, false);
+    });
+
+    test('history - each append gets a place after every other in its channel; a repeated key gets none', async () => {
+      const { store, clock } = await fresh();
+      const place = async (channels: string[], key?: string): Promise<Map<string, number>> =>
+        new Map((await store.write({ app: 'a', message: msg(clock), channels, ...(key !== undefined ? { idempotencyKey: key } : {}) })).positions);
+      const seen: Record<string, number[]> = { x: [], y: [] };
+      for (const chs of [['x'], ['x', 'y'], ['y'], ['x'], ['y', 'x']]) {
+        const p = await place(chs);
+        assert.deepEqual([...p.keys()].sort(), [...chs].sort());
+        for (const [ch, at] of p) seen[ch]!.push(at);
+      }
+      for (const list of Object.values(seen)) {
+        assert.ok(list.every((at, i) => i === 0 || at > list[i - 1]!), JSON.stringify(seen));
+        if (factory.densePositions) assert.ok(list.every((at, i) => i === 0 || at === list[i - 1]! + 1), `dense: ${JSON.stringify(seen)}`);
+      }
+      assert.equal((await place(['x'], 'k')).size, 1);
+      assert.equal((await place(['x'], 'k')).size, 0, 'a repeat stores nothing and has no place');
+      assert.equal((await store.write({ app: 'a', message: msg(clock), users: ['u'] })).positions.size, 0, 'an inbox write has no place');
     });
 
     test('history - one message to two channels is in both histories', async () => {

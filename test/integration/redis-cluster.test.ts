@@ -22,6 +22,7 @@ after(async () => {
 const seeds = (): { host: string; port: number }[] => servers.map((s) => ({ host: '127.0.0.1', port: s.port }));
 
 storeContract('redis cluster', {
+  densePositions: true,
   async open(options) {
     const c = new Cluster(seeds(), { enableAutoPipelining: true, redisOptions: { password: PASSWORD } });
     clients.push(c);

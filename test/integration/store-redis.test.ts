@@ -21,6 +21,7 @@ after(async () => {
 });
 
 storeContract('redis', {
+  densePositions: true,
   async open(options) {
     // Each store gets an empty database: FLUSHALL between stores of the suite.
     const c = new Redis(server.url, { enableAutoPipelining: true });

@@ -27,6 +27,8 @@ interface AppData {
   readonly inboxes: Map<string, Inbox>;
   /** Channel histories in append order. */
   readonly histories: Map<string, StoredMessage[]>;
+  /** The place of the last append to each channel's history. */
+  readonly positions: Map<string, number>;
   readonly keys: Map<string, { id: string; until: number }>;
 }
 
@@ -64,7 +66,7 @@ export class MemoryStore implements Store {
   #app(app: string): AppData {
     let a = this.#apps.get(app);
     if (a === undefined) {
-      a = { inboxes: new Map(), histories: new Map(), keys: new Map() };
+      a = { inboxes: new Map(), histories: new Map(), keys: new Map(), positions: new Map() };
       this.#apps.set(app, a);
     }
     return a;
@@ -96,7 +98,7 @@ export class MemoryStore implements Store {
     const a = this.#app(req.app);
     if (req.idempotencyKey !== undefined) {
       const seen = a.keys.get(req.idempotencyKey);
-      if (seen !== undefined && seen.until > now) return { id: seen.id, duplicate: true, unread: new Map(), evicted: 0 };
+      if (seen !== undefined && seen.until > now) return { id: seen.id, duplicate: true, unread: new Map(), evicted: 0, positions: new Map() };
       a.keys.set(req.idempotencyKey, { id: req.message.id, until: now + this.#limits.idempotencySeconds * 1000 });
     }
     const m = req.message;
@@ -120,16 +122,20 @@ export class MemoryStore implements Store {
       }
       unread.set(user, e.length);
     }
+    const positions = new Map<string, number>();
     for (const channel of req.channels ?? []) {
       let h = a.histories.get(channel);
       if (h === undefined) {
         h = [];
         a.histories.set(channel, h);
       }
+      const at = (a.positions.get(channel) ?? 0) + 1;
+      a.positions.set(channel, at);
       h.push(m);
       this.#trim(h, now);
+      positions.set(channel, at);
     }
-    return { id: m.id, duplicate: false, unread, evicted };
+    return { id: m.id, duplicate: false, unread, evicted, positions };
   }
 
   #trim(h: StoredMessage[], now: number): void {
@@ -218,7 +224,10 @@ export class MemoryStore implements Store {
         const kept = h.filter((m) => live(m, now));
         h.splice(0, h.length, ...kept);
         n += before - h.length;
-        if (h.length === 0) a.histories.delete(channel);
+        if (h.length === 0) {
+          a.histories.delete(channel);
+          a.positions.delete(channel);
+        }
       }
       for (const [key, k] of a.keys) {
         if (k.until <= now) {

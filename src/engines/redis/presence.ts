@@ -14,7 +14,8 @@
  * counts again: they are facts about its own sockets.
  */
 import type { Logger } from 'pino';
-import type { Hub, HubWatcher, Peer } from '../../core/hub.js';
+import type { RouteTable } from '../../cluster/bus.js';
+import type { Hub, HubListener, Peer } from '../../core/hub.js';
 import type { AppStats, Device, NodeInfo, Presence } from '../../core/ports.js';
 import type { RedisClient } from './client.js';
 import { keys } from './keys.js';
@@ -45,7 +46,7 @@ function add(a: AppStats, b: Partial<AppStats>): AppStats {
 
 const ZERO: AppStats = { connections: 0, users: 0, channels: 0, subscriptions: 0, messagesIn: 0, messagesOut: 0 };
 
-export class RedisPresence implements Presence, HubWatcher {
+export class RedisPresence implements Presence, RouteTable, HubListener {
   readonly #o: RedisPresenceOptions;
   readonly #c: RedisClient;
   readonly #id: string;
@@ -56,9 +57,6 @@ export class RedisPresence implements Presence, HubWatcher {
   #beaten = 0;
   #timer: NodeJS.Timeout | undefined;
   #started = false;
-  /** Called when a channel gains its first or loses its last local subscriber, or an app its first or last connection. */
-  onChannel: (app: string, channel: string, active: boolean) => void = () => undefined;
-  onApp: (app: string, active: boolean) => void = () => undefined;
 
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
@@ -146,16 +144,11 @@ export class RedisPresence implements Presence, HubWatcher {
     }
   }
 
-  /** Whether `node` beat within the TTL (as of the last refresh). */
-  isLive(node: string): boolean {
-    return this.#live.has(node);
-  }
-
   #route(p: Peer): string {
     return this.#id + SEP + p.since + SEP + p.transport;
   }
 
-  // HubWatcher: keep Redis in step with local changes. Failures are logged; #resync repairs them.
+  // HubListener: keep Redis in step with local changes. Failures are logged; #resync repairs them.
   peer(p: Peer, added: boolean): void {
     const k = keys.route(p.app, p.user);
     (added ? this.#c.hset(k, p.id, this.#route(p)) : this.#c.hdel(k, p.id)).catch((err: unknown) =>
@@ -166,11 +159,6 @@ export class RedisPresence implements Presence, HubWatcher {
   channel(app: string, channel: string, count: number): void {
     const k = keys.subscribers(app, channel);
     (count > 0 ? this.#c.hset(k, this.#id, count) : this.#c.hdel(k, this.#id)).catch(() => undefined);
-    if (count === 1 || count === 0) this.onChannel(app, channel, count === 1);
-  }
-
-  app(app: string, active: boolean): void {
-    this.onApp(app, active);
   }
 
   /**

@@ -2,9 +2,11 @@
  * The cluster store on Redis: inboxes, channel histories, idempotency keys
  * and the id counter, shared by every node. Each inbox and each history is
  * changed by one Lua script on its own hash slot, so it is atomic on a
- * single server and on a Redis Cluster alike; a durable channel message is
- * appended to its history and published on the channel's shard channel in
- * the same script, so live delivery and recovery see one order.
+ * single server and on a Redis Cluster alike. A durable channel message's
+ * append returns its place in the history (a counter per channel), which
+ * travels with it on the bus, so every node delivers a channel's durable
+ * messages in history order (src/cluster/bus.ts) and live delivery and
+ * recovery see one order.
  *
  * Durability (docs/storage.md): a write resolves once Redis has executed it.
  * It survives a Redis restart only with the append-only file and
@@ -17,7 +19,7 @@
 import type { AckResult, HistoryPage, InboxPage, InboxSelector, Store, StoredMessage, StoreLimits, StoreOptions, WriteRequest, WriteResult } from '../../core/store.js';
 import { SilkError } from '../../core/errors.js';
 import { Script, type RedisClient } from './client.js';
-import { decodeStored, encodeBus, encodeStored } from './codec.js';
+import { decodeStored, encodeStored } from './codec.js';
 import { keys, member, unmember } from './keys.js';
 
 /** Extra lifetime of Redis keys past their logical end, so clocks a little apart never lose data early. */
@@ -128,13 +130,14 @@ return {removed, finish()}
 );
 
 /**
- * KEYS: hist, bodies, seq, bus. ARGV: id, body, maxCount, minAt, ttlMs, payload|''.
- * Returns 0 when the id was already appended (a retried write), else 1.
+ * KEYS: hist, bodies, seq. ARGV: id, body, maxCount, minAt, ttlMs. Returns
+ * the message's place in the history: one more than the last append's, or,
+ * for an id already appended (a retried write), the place it has.
  */
 const HISTORY_PUT = new Script(
-  4,
+  3,
   `
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -154,8 +157,7 @@ for i = 1, 100 do
   redis.call('HDEL', KEYS[2], head)
 end
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('SPUBLISH', KEYS[4], ARGV[6]) end
-return 1
+return seq
 `,
 );
 
@@ -278,7 +280,7 @@ export class RedisStore implements Store {
       string,
       string,
     ];
-    if (state === 'd') return { id, duplicate: true, unread: new Map(), evicted: 0 };
+    if (state === 'd') return { id, duplicate: true, unread: new Map(), evicted: 0, positions: new Map() };
     if (state === 'b') {
       throw new SilkError('idempotency_key_in_use', 'another publish with this idempotencyKey is in progress; retry shortly');
     }
@@ -319,24 +321,20 @@ export class RedisStore implements Store {
         evicted += ev;
       }),
     );
-    const env = req.publish;
+    const positions = new Map<string, number>();
     await Promise.all(
-      channels.map((ch) =>
-        HISTORY_PUT.run(
-          this.#c,
-          [keys.history(req.app, ch), keys.historyBodies(req.app, ch), keys.historySeq(req.app, ch), keys.channelBus(req.app, ch)],
-          [
-            m.id,
-            body,
-            this.#limits.historyMaxMessages,
-            now - this.#limits.historyMaxAgeSeconds * 1000,
-            this.#limits.historyMaxAgeSeconds * 1000 + SLACK_MS,
-            env === undefined ? '' : encodeBus({ ...env, id: m.id }, { channels: [ch] }),
-          ],
-        ),
-      ),
+      channels.map(async (ch) => {
+        const at = (await HISTORY_PUT.run(this.#c, [keys.history(req.app, ch), keys.historyBodies(req.app, ch), keys.historySeq(req.app, ch)], [
+          m.id,
+          body,
+          this.#limits.historyMaxMessages,
+          now - this.#limits.historyMaxAgeSeconds * 1000,
+          this.#limits.historyMaxAgeSeconds * 1000 + SLACK_MS,
+        ])) as number;
+        positions.set(ch, at);
+      }),
     );
-    return { id: m.id, duplicate: false, unread, evicted, published: env !== undefined && channels.length > 0 };
+    return { id: m.id, duplicate: false, unread, evicted, positions };
   }
 
   async inbox(app: string, user: string, after: string | undefined, limit: number): Promise<InboxPage> {

@@ -270,7 +270,7 @@ export class SqliteStore implements Store {
     if (req.idempotencyKey !== undefined) {
       const seen = s.keyGet.get(req.app, req.idempotencyKey);
       if (seen !== undefined && seen.until > now) {
-        return { id: seen.id, duplicate: true, unread: new Map(), evicted: 0 };
+        return { id: seen.id, duplicate: true, unread: new Map(), evicted: 0, positions: new Map() };
       }
       s.keySet.run(req.app, req.idempotencyKey, id, now + this.#limits.idempotencySeconds * 1000);
     }
@@ -278,7 +278,8 @@ export class SqliteStore implements Store {
     const channels = req.channels ?? [];
     const unread = new Map<string, number>();
     let evicted = 0;
-    if (users.length === 0 && channels.length === 0) return { id: m.id, duplicate: false, unread, evicted };
+    const positions = new Map<string, number>();
+    if (users.length === 0 && channels.length === 0) return { id: m.id, duplicate: false, unread, evicted, positions };
     s.messagePut.run(id, req.app, m.event ?? null, m.data, m.at, m.expires ?? null);
     const bytes = Buffer.byteLength(m.data);
     const gone: string[] = [];
@@ -306,14 +307,15 @@ export class SqliteStore implements Store {
       unread.set(user, count);
     }
     for (const channel of channels) {
-      s.historyPut.run(req.app, channel, id, m.at, m.expires ?? null);
+      // The history's `seq`, the publish order of every channel together: increasing per channel too.
+      positions.set(channel, Number(s.historyPut.run(req.app, channel, id, m.at, m.expires ?? null).lastInsertRowid));
       const count = (s.historyCount.get(req.app, channel)?.count ?? 0) + 1;
       const over = count - this.#limits.historyMaxMessages;
       if (over > 0) for (const r of s.historyTrim.all(req.app, channel, over)) gone.push(r.id);
       s.historyCountSet.run(req.app, channel, Math.min(count, this.#limits.historyMaxMessages));
     }
     this.#gc(gone);
-    return { id: m.id, duplicate: false, unread, evicted };
+    return { id: m.id, duplicate: false, unread, evicted, positions };
   }
 
   /** An inbox's totals, from memory or the database: a copy the caller may change. */
