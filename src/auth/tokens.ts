@@ -7,7 +7,7 @@
 import { createSigner, createVerifier, TokenError } from 'fast-jwt';
 import type { Apps } from '../core/apps.js';
 import { SilkError } from '../core/errors.js';
-import { MAX_CHANNEL_PATTERNS, MAX_PATTERN_LENGTH, MAX_TOKEN_LENGTH } from '../core/limits.js';
+import { MAX_CHANNEL_PATTERNS, MAX_PATTERN_LENGTH, MAX_TOKEN_LENGTH, MAX_USER_LENGTH } from '../core/limits.js';
 import { isValidUser } from '../core/users.js';
 
 /** What a verified token grants. */
@@ -99,7 +99,7 @@ export function verifyToken(token: string | null | undefined, keyOf: KeyLookup):
     throw new SilkError('token_invalid', `the token does not verify (${why})`);
   }
   const user = payload['sub'];
-  if (!isValidUser(user)) throw new SilkError('token_invalid', '`sub` must be a user id of 1–200 characters');
+  if (!isValidUser(user)) throw new SilkError('token_invalid', `\`sub\` must be a user id of 1–${MAX_USER_LENGTH} characters`);
   const channels = payload['channels'];
   if (channels !== undefined) {
     if (

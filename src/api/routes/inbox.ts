@@ -2,7 +2,7 @@
  * The inbox routes under `/v1/apps/{app}/users/{user}/inbox`: read a page,
  * acknowledge, delete; on the {@link Inbox} service.
  */
-import { MAX_INBOX_PAGE } from '../../core/limits.js';
+import { MAX_ACK_IDS, MAX_INBOX_PAGE } from '../../core/limits.js';
 import { SilkError } from '../../core/errors.js';
 import { isMessageId, type InboxSelector, type StoredMessage } from '../../core/store.js';
 import { isValidUser } from '../../core/users.js';
@@ -31,8 +31,8 @@ function selector(body: unknown): InboxSelector {
     if (!isMessageId(upTo)) throw new SilkError('invalid_request', '`upTo` must be a message id (a decimal string)');
     return { upTo };
   }
-  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_INBOX_PAGE || !ids.every(isMessageId)) {
-    throw new SilkError('invalid_request', `\`ids\` must be an array of 1–${MAX_INBOX_PAGE} message ids (decimal strings)`);
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACK_IDS || !ids.every(isMessageId)) {
+    throw new SilkError('invalid_request', `\`ids\` must be an array of 1–${MAX_ACK_IDS} message ids (decimal strings)`);
   }
   return { ids };
 }
