@@ -33,6 +33,10 @@ export interface Limits {
   readonly maxOutboundBytes: number;
   /** Bytes of client frames that may wait while a connection catches up from the store, before it is closed. @default 262144, or maxFrameBytes if larger */
   readonly maxDeferredBytes: number;
+  /** Stored messages all catch-ups of the node may send per turn of the event loop (a store read counts as one). @default 1000 */
+  readonly catchupFramesPerTurn: number;
+  /** Catch-ups of the node that may read the store at once; the others wait in line. @default 64 */
+  readonly catchupConcurrency: number;
   /** Open connections per app. @default 100000 */
   readonly maxConnectionsPerApp: number;
   /** Server API requests per second per app (0: unlimited). @default 10000 */
@@ -127,6 +131,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxFramesPerSecond: 100,
   maxOutboundBytes: 4194304,
   maxDeferredBytes: 262144,
+  catchupFramesPerTurn: 1000,
+  catchupConcurrency: 64,
   maxConnectionsPerApp: 100000,
   apiRequestsPerSecond: 10000,
   maxTtlSeconds: 2592000,
@@ -175,6 +181,8 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxFramesPerSecond: [1, 1_000_000],
   maxOutboundBytes: [1024, 1024 * 1024 * 1024],
   maxDeferredBytes: [1024, 1024 * 1024 * 1024],
+  catchupFramesPerTurn: [1, 1_000_000],
+  catchupConcurrency: [1, 100_000],
   maxConnectionsPerApp: [1, 100_000_000],
   apiRequestsPerSecond: [0, 100_000_000],
   maxTtlSeconds: [1, 10 * 365 * 86400],

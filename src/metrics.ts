@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { ErrorCode } from './core/errors.js';
 import type { Hub } from './core/hub.js';
 import type { GatewayEvents } from './gateway/gateway.js';
+import type { CatchupScheduler } from './services/scheduler.js';
 
 export class Metrics implements GatewayEvents {
   readonly registry = new Registry();
@@ -22,6 +23,8 @@ export class Metrics implements GatewayEvents {
   #busReceived = 0;
   #written: () => { writes: number; frames: number } = () => ({ writes: 0, frames: 0 });
   readonly #flushDelay: Histogram;
+  readonly #recovery: Histogram;
+  #scheduler: CatchupScheduler | null = null;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     hub.listen({
@@ -103,12 +106,47 @@ export class Metrics implements GatewayEvents {
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
       registers: [this.registry],
     });
+    const sched = (): CatchupScheduler | null => this.#scheduler;
+    new Gauge({
+      name: 'silk_catchups_running',
+      help: 'Catch-ups (welcome inbox pages, inbox requests, channel recoveries) holding a turn of the catch-up scheduler now.',
+      registers: [this.registry],
+      collect() {
+        this.set(sched()?.running ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'silk_catchups_waiting',
+      help: 'Catch-ups waiting in line for a turn of the catch-up scheduler.',
+      registers: [this.registry],
+      collect() {
+        this.set(sched()?.waiting ?? 0);
+      },
+    });
+    total('silk_catchup_frames_total', 'Stored messages sent by catch-ups (inbox pages and channel recoveries).', () => sched()?.frames ?? 0);
+    this.#recovery = new Histogram({
+      name: 'silk_recovery_seconds',
+      help: 'Time from a subscribe with `since` arriving to the end of its recovery (the `recovered` reply), waiting for turns included.',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
     total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#written().frames);
   }
 
   /** Where the socket write counts come from (the gateway, on nodes with one). */
   countWrites(read: () => { writes: number; frames: number }): void {
     this.#written = read;
+  }
+
+  /** The node's catch-up scheduler, read at scrape time; returned for chaining. */
+  catchups(s: CatchupScheduler): CatchupScheduler {
+    this.#scheduler = s;
+    return s;
+  }
+
+  /** A channel recovery finished `seconds` after its subscribe arrived. */
+  recovered(seconds: number): void {
+    this.#recovery.observe(seconds);
   }
 
   /** A durable message was stored, dropping `evicted` older ones from full inboxes. */

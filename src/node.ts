@@ -33,6 +33,7 @@ import type { MemoryNetwork } from './engines/memory/cluster.js';
 import { Gateway } from './gateway/gateway.js';
 import { ProtocolV1 } from './protocol/v1/handler.js';
 import { Catchup } from './services/catchup.js';
+import { CatchupScheduler } from './services/scheduler.js';
 import { WebSocketTransport } from './transports/websocket/server.js';
 import { Metrics } from './metrics.js';
 
@@ -130,7 +131,15 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     const protocol = new ProtocolV1({
       hub,
       inbox,
-      catchup: new Catchup({ store, inbox, hub, logger, storeError: () => metrics.storeError() }),
+      catchup: new Catchup({
+        store,
+        inbox,
+        hub,
+        scheduler: metrics.catchups(new CatchupScheduler(config.limits)),
+        logger,
+        storeError: () => metrics.storeError(),
+        recovered: (seconds) => metrics.recovered(seconds),
+      }),
       heartbeatSeconds: config.heartbeatSeconds,
       inboxPageSize: config.limits.inboxPageSize,
       logger,

@@ -75,6 +75,8 @@ export type InboxEvents = {
 
 /** Remember this many recent ids per stream to drop repeats. */
 const SEEN = 2048;
+/** A watchdog tick this much later than its period means this client did not run meanwhile (ms). */
+const WATCHDOG_LATE_MS = 100;
 
 /** A bounded set of recent keys. */
 class Recent {
@@ -519,19 +521,29 @@ export class SilkClient extends Emitter<ClientEvents> {
   #startWatchdog(): void {
     this.#stopWatchdog();
     this.#lastFrame = Date.now();
-    // The server pings every interval: silence for 2.5 intervals means the link is dead.
+    const period = Math.max(100, this.#heartbeatMs / 2);
+    let lastTick = Date.now();
+    let resumed = 0;
+    // The server pings every interval: silence for 2.5 intervals means the link is dead. But silence
+    // while this client itself did not run (a busy main thread, a suspended tab or laptop) is not the
+    // link's: a tick more than 100 ms late counts the silence from the resume, so it closes nothing, and
+    // the judgement waits for the frames that arrived meanwhile to be read (a timer after them).
     this.#watchdog = setInterval(() => {
-      if (Date.now() - this.#lastFrame > this.#heartbeatMs * 2.5) {
+      const now = Date.now();
+      if (now - lastTick > period + WATCHDOG_LATE_MS) resumed = now;
+      lastTick = now;
+      setTimeout(() => {
+        if (this.#ws === null || Date.now() - Math.max(this.#lastFrame, resumed) <= this.#heartbeatMs * 2.5) return;
         const ws = this.#ws;
         this.#ws = null;
         try {
-          ws?.close(CloseCode.NORMAL);
+          ws.close(CloseCode.NORMAL);
         } catch {
           /* ignore */
         }
         this.#lost(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat_timeout');
-      }
-    }, Math.max(100, this.#heartbeatMs / 2));
+      }, 0);
+    }, period);
     (this.#watchdog as { unref?: () => void }).unref?.();
   }
 

@@ -7,6 +7,12 @@
  * is pending so a long backlog never trips the slow-consumer limit, and
  * then hands the session back to its protocol.
  *
+ * Every catch-up of the node takes its turns from one
+ * {@link CatchupScheduler}: a turn before each store read, frames from the
+ * turn's budget before it sends them, the turn given back while it waits for
+ * its client to read. So a reconnect storm is served in slices, round robin,
+ * with the loop polling I/O between them.
+ *
  * The protocol decides what a catch-up consists of and which of its own
  * frames go with it (protocol/v1/handler.ts); this service does the store
  * reads and the paced sending, in no protocol's words.
@@ -19,21 +25,29 @@ import { RECOVERY_PAGE } from '../core/limits.js';
 import type { InboxPage, Store, StoredMessage } from '../core/store.js';
 import type { Session } from '../session/session.js';
 import type { Inbox } from './inbox.js';
+import type { CatchupScheduler } from './scheduler.js';
 
 export interface CatchupOptions {
   readonly store: Store;
   readonly inbox: Inbox;
   readonly hub: Hub;
+  readonly scheduler: CatchupScheduler;
   readonly logger: Logger;
   /** A store call failed. */
   readonly storeError: () => void;
+  /** A channel recovery reached the end of the history, `seconds` after its `subscribe` arrived. */
+  readonly recovered?: (seconds: number) => void;
 }
 
 export class Catchup {
   readonly #o: CatchupOptions;
+  readonly #sched: CatchupScheduler;
+  /** When each running catch-up was asked for (performance.now()). */
+  readonly #started = new Map<Session, number>();
 
   constructor(options: CatchupOptions) {
     this.#o = options;
+    this.#sched = options.scheduler;
   }
 
   /**
@@ -45,14 +59,24 @@ export class Catchup {
    */
   run(s: Session, work: () => Promise<void>, done: (s: Session) => void): void {
     s.beginCatchup();
-    work()
-      .catch((err: unknown) => {
-        this.#o.logger.error({ err, app: s.app, user: s.user, connection: s.id }, 'catch-up failed');
-      })
-      .finally(() => {
-        this.#o.hub.distribute();
-        if (s.live) done(s);
-      });
+    this.#started.set(s, performance.now());
+    this.#run(s, work).finally(() => {
+      this.#started.delete(s);
+      this.#o.hub.distribute();
+      if (s.live) done(s);
+    });
+  }
+
+  async #run(s: Session, work: () => Promise<void>): Promise<void> {
+    await this.#sched.enter();
+    try {
+      // A session that closed while it waited for its turn has nothing to catch up.
+      if (s.live) await work();
+    } catch (err) {
+      this.#o.logger.error({ err, app: s.app, user: s.user, connection: s.id }, 'catch-up failed');
+    } finally {
+      this.#sched.leave();
+    }
   }
 
   /** A page of the session user's inbox after `after`; undefined when the store failed (logged). */
@@ -85,26 +109,51 @@ export class Catchup {
       // Not found later on means the history was trimmed under us: a gap.
       if (!page.found) return false;
       await this.send(s, page.messages, channel);
-      if (!page.more || page.messages.length === 0 || !s.live) return true;
+      if (!page.more || page.messages.length === 0 || !s.live) {
+        const started = this.#started.get(s);
+        if (started !== undefined && s.live) this.#o.recovered?.((performance.now() - started) / 1000);
+        return true;
+      }
       cursor = page.messages[page.messages.length - 1]!.id;
+      // One page per turn: the next read waits at the back of the line.
+      await this.#sched.next();
+      if (!s.live) return true;
     }
   }
 
-  /** Queue stored messages on `s`, waiting for its transport to drain whenever half the outbound limit is pending. */
+  /**
+   * Queue stored messages on `s` as the scheduler's budget allows (waiting
+   * for the next turn when it runs out), and waiting for its transport to
+   * drain whenever half the outbound limit is pending.
+   */
   async send(s: Session, messages: readonly StoredMessage[], channel: string | undefined): Promise<void> {
     const half = s.ctx.limits.maxOutboundBytes / 2;
-    for (const m of messages) {
+    let i = 0;
+    while (i < messages.length) {
       if (!s.live) return;
-      if (s.pending > half) await this.#room(s, half);
-      s.direct(MessageDelivery.stored(m, channel));
+      const n = this.#sched.take(Math.min(messages.length - i, RECOVERY_PAGE));
+      for (const end = i + n; i < end; i++) {
+        if (s.pending > half) {
+          await this.#room(s, half);
+          if (!s.live) return;
+        }
+        s.direct(MessageDelivery.stored(messages[i]!, channel));
+      }
+      if (i < messages.length) await this.#sched.next();
     }
   }
 
+  /** Wait for `s` to read, without holding a turn meanwhile. */
   async #room(s: Session, half: number): Promise<void> {
-    while (s.live && s.pending > half) {
-      if (s.needsDrain) await s.drained();
-      // Queued but not yet handed to the transport: let the flusher run.
-      else await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#sched.leave();
+    try {
+      while (s.live && s.pending > half) {
+        if (s.needsDrain) await s.drained();
+        // Queued but not yet handed to the transport: let the flusher run.
+        else await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      await this.#sched.enter();
     }
   }
 }

@@ -7,6 +7,13 @@
  * A tick every {@link TICK_MS} keeps each burst small: with 16 slots, 10,000
  * connections meant 625 pings (and then 625 pongs) at once every 1.6 s, and
  * messages queued behind them waited 10–20 ms for their write.
+ *
+ * The node must not blame its clients for its own stalls, so a tick visits
+ * its slot only after the loop has polled I/O (a `setImmediate` after the
+ * timer): what the clients sent meanwhile has been read before they are
+ * judged. A tick that comes more than {@link LATE_MS} late marks a resume
+ * ({@link HeartbeatWheel.resumedAt}): silence is counted from there, so
+ * that round closes nobody.
  */
 
 /** A member of the wheel. */
@@ -19,8 +26,11 @@ export interface Beating {
 const TICK_MS = 100;
 const MIN_SLOTS = 16;
 const MAX_SLOTS = 600;
-/** A tick this much later than its period means the process itself did not run (a stall). */
-const STALL_MS = 1000;
+/**
+ * A tick this much later than it was due means the process itself did not
+ * run (a stall: a long synchronous task, a GC pause, the process stopped).
+ */
+export const LATE_MS = 100;
 
 /** Slots of a wheel that turns once per `intervalMs`: one per {@link TICK_MS}, within 16–600. */
 export function slotsFor(intervalMs: number): number {
@@ -66,9 +76,9 @@ export class HeartbeatWheel<T extends Beating> {
 
   /**
    * When the wheel last ticked again after the process had stalled (its tick
-   * more than a second late: a long pause, the process stopped), in ms since
-   * the epoch; 0 if never. Silence from clients during a stall is the
-   * server's own: count it from here.
+   * more than {@link LATE_MS} late), in ms since the epoch; 0 if never.
+   * Silence from clients during a stall is the server's own: count it from
+   * here.
    */
   get resumedAt(): number {
     return this.#resumed;
@@ -78,8 +88,14 @@ export class HeartbeatWheel<T extends Beating> {
     const slot = this.#slots[this.#cursor]!;
     this.#cursor = (this.#cursor + 1) % this.#slots.length;
     const now = Date.now();
-    if (now - this.#lastTick > this.#tickMs + STALL_MS) this.#resumed = now;
+    if (now - this.#lastTick > this.#tickMs + LATE_MS) this.#resumed = now;
     this.#lastTick = now;
-    for (const m of slot) this.#visit(m, now);
+    // Judge after the poll phase, on what the clients sent up to now.
+    setImmediate(this.#visitSlot, slot);
   }
+
+  readonly #visitSlot = (slot: Set<T>): void => {
+    const now = Date.now();
+    for (const m of slot) this.#visit(m, now);
+  };
 }

@@ -127,3 +127,24 @@ describe('limits - frames waiting out a catch-up', () => {
     raw.destroy();
   });
 });
+
+describe('limits - heartbeat after a stall of the node', () => {
+  test('heartbeat - a visit that comes late closes nobody: silence is counted from when the node ran again', async () => {
+    const t = await startTestNode({ heartbeatSeconds: 1 });
+    try {
+      // A client that never answers: it must be closed, but on its own silence, not on the node's stall.
+      const silent = await t.connect('quiet', { pong: false });
+      await new Promise((r) => setTimeout(r, 1000));
+      // The node (this process) stalls for 0.7 s: the client's silence reaches 1.7 s, past the 1.5 intervals.
+      const end = Date.now() + 700;
+      while (Date.now() < end);
+      const unblocked = Date.now();
+      const closed = await silent.closed;
+      const after = Date.now() - unblocked;
+      assert.equal(closed.code, 4010);
+      assert.ok(after >= 1200, `closed ${after} ms after the stall; the round right after it must close nobody`);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -64,6 +64,22 @@ describe('sdk - against a node', { timeout: 30_000 }, () => {
     assert.deepEqual(byEvent, [m]);
   });
 
+  test('sdk - the watchdog does not blame the server for the client\'s own stall', async () => {
+    const c = client(t.url, 'sleeper');
+    const disconnects: number[] = [];
+    c.on('disconnected', (d) => disconnects.push(d.code));
+    const connected = c.wait('connected');
+    c.connect();
+    await connected;
+    // This process (client and node alike) does not run for 2.8 s: past the watchdog's 2.5 intervals.
+    const end = Date.now() + 2800;
+    while (Date.now() < end);
+    // Two checks of the watchdog and a ping of the node later, the connection is still the same.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(disconnects, []);
+    assert.equal(c.state, 'connected');
+  });
+
   test('sdk - subscriptions go out as soon as the socket opens, before welcome, on connect and on every reconnect', async () => {
     // A WebSocket that records what the SDK sends and receives, in order.
     const sockets: Recording[] = [];

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HeartbeatWheel, slotsFor, type Beating } from '../../src/session/heartbeat.js';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { HeartbeatWheel, LATE_MS, slotsFor, type Beating } from '../../src/session/heartbeat.js';
 
 test('the wheel has a slot per 100 ms of the interval, within 16–600 (as protocol.md says)', () => {
   assert.equal(slotsFor(25_000), 250);
@@ -42,14 +44,12 @@ test('every member is visited once per interval, spread over the ticks', async (
   }
 });
 
-test('a tick more than a second late marks a stall: resumedAt is when the wheel ran again', async () => {
+test('a tick more than LATE_MS late marks a stall: resumedAt is when the wheel ran again', async () => {
   const wheel = new HeartbeatWheel<Beating>(1_600, () => undefined); // 16 slots, a tick every 100 ms
   try {
-    // Let it tick on time first.
-    await new Promise((r) => setTimeout(r, 250));
-    assert.equal(wheel.resumedAt, 0, 'no stall yet');
-    // Hold the process for 1.3 s, as a long pause or SIGSTOP would.
-    const end = Date.now() + 1_300;
+    await new Promise((r) => setTimeout(r, 150));
+    // Hold the process for three ticks, as a burst of synchronous work or a GC pause would.
+    const end = Date.now() + LATE_MS * 3;
     while (Date.now() < end);
     const unblocked = Date.now();
     await new Promise((r) => setTimeout(r, 250));
@@ -57,6 +57,30 @@ test('a tick more than a second late marks a stall: resumedAt is when the wheel 
     assert.ok(wheel.resumedAt - unblocked < 250, 'noticed at the first tick after it');
   } finally {
     wheel.stop();
+  }
+});
+
+test('a visit judges on what the clients sent: data that arrived while the node was stalled is read first', async () => {
+  const order: string[] = [];
+  const server = createServer((socket) => socket.on('data', () => order.push('data')));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  await once(client, 'connect');
+  await new Promise((r) => setImmediate(r));
+  const wheel = new HeartbeatWheel<Beating>(1_600, () => order.push('visit'));
+  wheel.add({ slot: -1 });
+  try {
+    // The client's bytes reach the server's socket buffer while this process is blocked past a tick.
+    client.write('pong');
+    const end = Date.now() + 250;
+    while (Date.now() < end);
+    while (!order.includes('visit')) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(order[0], 'data', `read before judged: ${order.join(', ')}`);
+  } finally {
+    wheel.stop();
+    client.destroy();
+    server.close();
   }
 });
 
