@@ -70,6 +70,8 @@ export interface Config {
   readonly heartbeatSeconds: number;
   /** Seconds a drain (SIGTERM) waits for clients to close before closing them by force. @default 10 */
   readonly drainSeconds: number;
+  /** Window over which a draining node tells its clients to come back (a `reconnect` frame before the 1001 close); 0: no hint. @default 10 */
+  readonly drainSpreadSeconds: number;
   /** pino log level. @default "info" */
   readonly logLevel: LogLevel;
   /** Development mode: `POST /v1/dev/token` answers anyone (it hands out the API key). @default false */
@@ -151,6 +153,7 @@ export const DEFAULTS: Config = Object.freeze({
   apps: [],
   heartbeatSeconds: 25,
   drainSeconds: 10,
+  drainSpreadSeconds: 10,
   logLevel: 'info',
   dev: false,
   store: 'sqlite',
@@ -202,6 +205,7 @@ const TOP_KEYS = new Set([
   'apps',
   'heartbeatSeconds',
   'drainSeconds',
+  'drainSpreadSeconds',
   'logLevel',
   'dev',
   'store',
@@ -387,6 +391,7 @@ export function validateConfig(file: unknown): Config {
     c.heartbeatSeconds = seconds('heartbeatSeconds', file['heartbeatSeconds'], 0.05, 3600);
   }
   if (file['drainSeconds'] !== undefined) c.drainSeconds = seconds('drainSeconds', file['drainSeconds'], 0, 3600);
+  if (file['drainSpreadSeconds'] !== undefined) c.drainSpreadSeconds = seconds('drainSpreadSeconds', file['drainSpreadSeconds'], 0, 3600);
   if (file['logLevel'] !== undefined) {
     if (!LOG_LEVELS.includes(file['logLevel'] as LogLevel)) {
       fail('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`, file['logLevel']);

@@ -268,7 +268,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       if (state !== 'running') return;
       state = 'draining';
       logger.info({ node: id, connections: gateway?.size ?? 0 }, 'draining');
-      await gateway?.drain(config.drainSeconds * 1000);
+      await gateway?.drain(config.drainSeconds * 1000, config.drainSpreadSeconds * 1000);
       await stop();
     },
     async close() {

@@ -77,6 +77,8 @@ export type InboxEvents = {
 const SEEN = 2048;
 /** A watchdog tick this much later than its period means this client did not run meanwhile (ms). */
 const WATCHDOG_LATE_MS = 100;
+/** The longest wait a draining server may ask for (its `drainSpreadSeconds` is at most an hour). */
+const MAX_COME_BACK_MS = 3_600_000;
 
 /** A bounded set of recent keys. */
 class Recent {
@@ -196,6 +198,8 @@ export class SilkClient extends Emitter<ClientEvents> {
   #state: ConnectionState = 'idle';
   #ws: SocketLike | null = null;
   #attempt = 0;
+  /** When to come back, as a draining server announced it (`reconnect` frame), ms; undefined if not. */
+  #comeBack: number | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #heartbeatMs = 0;
@@ -396,6 +400,10 @@ export class SilkClient extends Emitter<ClientEvents> {
       case 'ping':
         this.#ws?.send('{"type":"pong"}');
         return;
+      case 'reconnect':
+        // A draining server spreads its clients' returns: its 1001 close follows.
+        if (typeof f['after'] === 'number' && f['after'] >= 0) this.#comeBack = f['after'] as number;
+        return;
       case 'reply':
       case 'error': {
         const id = f['id'];
@@ -571,6 +579,8 @@ export class SilkClient extends Emitter<ClientEvents> {
     this.#paging = false;
     this.#pageLeft = 0;
     const policy = policyOf(code);
+    const comeBack = this.#comeBack;
+    this.#comeBack = undefined;
     const opts = this.#o.reconnect;
     let willRetry = opts !== false && policy !== 'never';
     // Without getToken there is no fresh token to come back with.
@@ -585,7 +595,7 @@ export class SilkClient extends Emitter<ClientEvents> {
     const max = (opts === false ? undefined : opts?.maxDelayMs) ?? 30_000;
     let delayMs: number;
     if (policy === 'refresh-token') delayMs = 0;
-    else if (policy === 'retry-now') delayMs = backoff(0, min, max);
+    else if (policy === 'retry-now') delayMs = comeBack !== undefined && code === CloseCode.GOING_AWAY ? Math.min(comeBack, MAX_COME_BACK_MS) : backoff(0, min, max);
     else if (policy === 'retry-later') delayMs = Math.max(5000, backoff(this.#attempt, min, max));
     else delayMs = backoff(this.#attempt, min, max);
     this.#attempt++;

@@ -155,10 +155,19 @@ export class Gateway {
   /**
    * Stop admitting connections, send every client "going away", and
    * resolve once all have closed or `timeoutMs` passed (the rest are cut).
+   * With `spreadMs` > 0, each client is first told when to come back: the
+   * i-th of n after `spreadMs × (i + u) / n` with u random in [0, 1), so
+   * the reconnects land evenly over the window instead of all at once.
    */
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number, spreadMs = 0): Promise<void> {
     this.#draining = true;
-    for (const s of this.#all) this.end(s, 'draining');
+    const n = this.#all.size;
+    let i = 0;
+    for (const s of this.#all) {
+      if (spreadMs > 0 && s.live) this.#o.protocol.goingAway(s, Math.floor((spreadMs * (i + Math.random())) / n));
+      i++;
+      this.end(s, 'draining');
+    }
     if (this.#all.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);

@@ -50,6 +50,8 @@ export interface Protocol {
   receive(s: Session, data: Buffer, binary: boolean): void;
   /** The session's heartbeat visit, once per interval; `resumedAt`: when the node last came back from a stall. */
   beat(s: Session, now: number, resumedAt: number): void;
+  /** The node drains: tell the client to come back after `afterMs` (its close follows). */
+  goingAway(s: Session, afterMs: number): void;
 }
 
 /** What a session needs from the node; one object shared by many sessions. */

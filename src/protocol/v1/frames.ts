@@ -77,5 +77,10 @@ export function errorFrame(code: ErrorCode, message: string, id?: number): Proto
 /** The server's heartbeat ping, shared by every connection. */
 export const PING = new ProtocolFrame('{"type":"ping"}');
 
+/** Sent by a draining node before its 1001 close: come back after `afterMs`. */
+export function reconnectFrame(afterMs: number): ProtocolFrame {
+  return new ProtocolFrame(JSON.stringify({ type: 'reconnect', after: afterMs }));
+}
+
 /** Answer to a client's `ping` without an id. */
 export const PONG = new ProtocolFrame('{"type":"pong"}');

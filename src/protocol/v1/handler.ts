@@ -12,7 +12,7 @@ import type { Catchup } from '../../services/catchup.js';
 import type { Inbox } from '../../services/inbox.js';
 import type { Protocol, Session } from '../../session/session.js';
 import type { Transport } from '../../session/transport.js';
-import { encodingFor, errorFrame, PING, PONG, replyFrame, welcomeFrame } from './frames.js';
+import { encodingFor, errorFrame, PING, PONG, reconnectFrame, replyFrame, welcomeFrame } from './frames.js';
 import { FrameError, isPlainPong, parseClientFrame, type ClientFrame } from './parse.js';
 
 export interface ProtocolV1Options {
@@ -81,6 +81,10 @@ export class ProtocolV1 implements Protocol {
     if (now - Math.max(s.lastSeen, resumedAt) > this.#heartbeatMs * 1.5) return s.end('heartbeat_timeout');
     // Not held back by a catch-up as messages are: a ping the client never saw could not be answered.
     s.direct(PING);
+  }
+
+  goingAway(s: Session, afterMs: number): void {
+    s.direct(reconnectFrame(afterMs));
   }
 
   /** A catch-up ended: handle the client frames that waited, until one starts another catch-up. */
