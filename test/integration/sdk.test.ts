@@ -262,7 +262,7 @@ describe('sdk - server restart', { timeout: 30_000 }, () => {
     const dir = tempDir('silk-sdk-restart-');
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const port = await freePort();
-    const config = { apps: [APP_A], port, heartbeatSeconds: 1, drainSeconds: 1 };
+    const config = { apps: [APP_A], port, heartbeatSeconds: 1, drainSeconds: 1, drainSpreadSeconds: 0.5 };
     let server: Served = await serveOn(dir, config);
     cleanup.push(() => kill(server.child));
 
