@@ -63,8 +63,10 @@ export class MessageDelivery extends Delivery {
   readonly data: string;
   /** What identifies the delivery (channel and id), to drop a repeat of it. */
   readonly key: string;
+  /** A live durable channel message's place in the channel's history (see the store's `WriteResult.positions`). */
+  readonly position: number | undefined;
 
-  constructor(id: string, channel: string | undefined, event: string | undefined, durable: boolean, data: string) {
+  constructor(id: string, channel: string | undefined, event: string | undefined, durable: boolean, data: string, position?: number) {
     super();
     this.id = id;
     this.channel = channel;
@@ -72,11 +74,12 @@ export class MessageDelivery extends Delivery {
     this.durable = durable;
     this.data = data;
     this.key = channel === undefined ? id : channel + '\n' + id;
+    this.position = position;
   }
 
   /** The delivery of an envelope, on `channel` if given. */
   static of(env: Envelope, channel?: string): MessageDelivery {
-    return new MessageDelivery(env.id, channel, env.event, env.durable === true, env.data);
+    return new MessageDelivery(env.id, channel, env.event, env.durable === true, env.data, channel === undefined ? undefined : env.positions?.[channel]);
   }
 
   /** The delivery of a stored (durable) message: from an inbox, or from `channel`'s history. */

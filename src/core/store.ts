@@ -79,6 +79,12 @@ export interface HistoryPage {
   /** Messages after `since`, in publish order. Empty when not found. */
   readonly messages: readonly StoredMessage[];
   readonly more: boolean;
+  /**
+   * When found: the history place (as {@link WriteResult.positions} counts)
+   * of the last message read, or of `since` when none came after it. A live
+   * copy of a message at or before it was in this read.
+   */
+  readonly position?: number;
 }
 
 /** Bounds the store enforces. */

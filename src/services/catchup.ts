@@ -110,6 +110,7 @@ export class Catchup {
       if (!page.found) return false;
       await this.send(s, page.messages, channel);
       if (!page.more || page.messages.length === 0 || !s.live) {
+        if (page.position !== undefined) s.recoveredTo(channel, page.position);
         const started = this.#started.get(s);
         if (started !== undefined && s.live) this.#o.recovered?.((performance.now() - started) / 1000);
         return true;

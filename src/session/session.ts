@@ -130,6 +130,11 @@ export class Session implements Peer, Flushable, Beating {
   /** The transport's `buffered` when last read (at the last flush, or at a limit check). */
   #buffered = 0;
   #catchup: Catchup | null = null;
+  /**
+   * Per recovered channel, the history place its recovery read up to (see
+   * {@link recoveredTo}); null on almost every session.
+   */
+  #marks: Map<string, number> | null = null;
   /** Not flushed yet: the first flush tells the transport (see {@link Transport.opened}). */
   #fresh = true;
 
@@ -210,6 +215,7 @@ export class Session implements Peer, Flushable, Beating {
   /** A live delivery: held back while catching up, else queued. */
   push(d: Delivery): void {
     if (this.state === 'closed') return;
+    if (this.#marks !== null && d.kind === 'message' && this.#recovered(d as MessageDelivery)) return;
     const cu = this.#catchup;
     const bytes = d.bytes(this.#encoding);
     if (cu === null) return this.#enqueue(bytes, 1);
@@ -221,7 +227,7 @@ export class Session implements Peer, Flushable, Beating {
   /** Live deliveries for several sessions at once: one buffer queued, or held back one by one while catching up. */
   pushBatch(batch: Batch): void {
     if (this.state === 'closed') return;
-    if (this.#catchup !== null) {
+    if (this.#catchup !== null || this.#marks !== null) {
       for (const d of batch.deliveries) this.push(d);
       return;
     }
@@ -251,6 +257,28 @@ export class Session implements Peer, Flushable, Beating {
     else if (Array.isArray(q)) q.push(bytes);
     else this.#queue = [q, bytes];
     if (!this.dirty) this.ctx.mark(this);
+  }
+
+  /**
+   * A recovery of `channel` read its history up to place `position`: a live
+   * copy of a message at or before it that arrives later (in a cluster, the
+   * bus can bring a message after the store had it, and after the catch-up
+   * ended) was already sent, and is dropped. The mark goes with the first
+   * live message past it.
+   */
+  recoveredTo(channel: string, position: number): void {
+    (this.#marks ??= new Map()).set(channel, position);
+  }
+
+  /** Whether `d` is a live copy of a message a recovery already sent. */
+  #recovered(d: MessageDelivery): boolean {
+    const marks = this.#marks!;
+    const mark = d.channel === undefined || d.position === undefined ? undefined : marks.get(d.channel);
+    if (mark === undefined) return false;
+    if (d.position! <= mark) return true;
+    marks.delete(d.channel!);
+    if (marks.size === 0) this.#marks = null;
+    return false;
   }
 
   /** Start holding live deliveries back and keeping client frames for later. */

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { Store, StoredMessage, StoreLimits, StoreOptions } from '../../src/core/store.js';
+import type { HistoryPage, Store, StoredMessage, StoreLimits, StoreOptions } from '../../src/core/store.js';
 
 export const CONTRACT_LIMITS: StoreLimits = {
   inboxMaxMessages: 1000,
@@ -37,6 +37,11 @@ let seq = 5_000_000_000_000_000n;
 /** A message with a fresh, increasing id. */
 function msg(clock: Clock, data: unknown = { n: Number(seq % 1000n) }, extra: Partial<StoredMessage> = {}): StoredMessage {
   return { id: (++seq).toString(), data: JSON.stringify(data), at: clock.now, ...extra };
+}
+
+/** A page without its place, to compare pages whose places the engine chooses. */
+function view(p: HistoryPage): Omit<HistoryPage, 'position'> {
+  return { found: p.found, messages: p.messages, more: p.more };
 }
 
 export function storeContract(name: string, factory: StoreFactory): void {
@@ -223,10 +228,10 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const ms = Array.from({ length: 7 }, (_, i) => msg(clock, { i }));
       for (const m of ms) await store.write({ app: 'a', message: m, channels: ['news'] });
       const p = await store.history('a', 'news', ms[1]!.id, 3);
-      assert.deepEqual(p, { found: true, messages: ms.slice(2, 5), more: true });
+      assert.deepEqual(view(p), { found: true, messages: ms.slice(2, 5), more: true });
       const q = await store.history('a', 'news', ms[4]!.id, 3);
-      assert.deepEqual(q, { found: true, messages: ms.slice(5), more: false });
-      assert.deepEqual(await store.history('a', 'news', ms[6]!.id, 3), { found: true, messages: [], more: false });
+      assert.deepEqual(view(q), { found: true, messages: ms.slice(5), more: false });
+      assert.deepEqual(view(await store.history('a', 'news', ms[6]!.id, 3)), { found: true, messages: [], more: false });
       assert.equal((await store.history('a', 'news', '12345', 3)).found, false);
       assert.equal((await store.history('a', 'sport', ms[1]!.id, 3)).found, false);
     });
@@ -250,6 +255,23 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.equal((await store.write({ app: 'a', message: msg(clock), users: ['u'] })).positions.size, 0, 'an inbox write has no place');
     });
 
+    test('history - a page says the place it read up to: its last message\'s, or since\'s when none came after', async () => {
+      const { store, clock } = await fresh();
+      const ms = Array.from({ length: 5 }, (_, i) => msg(clock, { i }));
+      const at: number[] = [];
+      for (const m of ms) at.push((await store.write({ app: 'a', message: m, channels: ['p'] })).positions.get('p')!);
+      await store.write({ app: 'a', message: msg(clock), channels: ['other'] });
+      assert.equal((await store.history('a', 'p', ms[0]!.id, 2)).position, at[2], 'a full page: its last message');
+      assert.equal((await store.history('a', 'p', ms[2]!.id, 10)).position, at[4], 'the last page');
+      assert.equal((await store.history('a', 'p', ms[4]!.id, 10)).position, at[4], 'nothing after since: since');
+      const brief = msg(clock, 'brief', { expires: clock.now + 5000 });
+      const b = (await store.write({ app: 'a', message: brief, channels: ['p'] })).positions.get('p')!;
+      clock.advance(6);
+      const skipped = await store.history('a', 'p', ms[4]!.id, 10);
+      assert.deepEqual(skipped.messages, []);
+      assert.ok(skipped.position! >= at[4]! && skipped.position! <= b, 'an expired message skipped: at most its place');
+    });
+
     test('history - one message to two channels is in both histories', async () => {
       const { store, clock } = await fresh();
       const m0 = msg(clock);
@@ -264,7 +286,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const ms = Array.from({ length: 5 }, (_, i) => msg(clock, { i }));
       for (const m of ms) await store.write({ app: 'a', message: m, channels: ['c'] });
       assert.equal((await store.history('a', 'c', ms[1]!.id, 10)).found, false);
-      assert.deepEqual(await store.history('a', 'c', ms[2]!.id, 10), { found: true, messages: ms.slice(3), more: false });
+      assert.deepEqual(view(await store.history('a', 'c', ms[2]!.id, 10)), { found: true, messages: ms.slice(3), more: false });
     });
 
     test('history - bounded by historyMaxAgeSeconds', async () => {
@@ -297,7 +319,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const next = msg(clock);
       for (const m of [brief, next]) await store.write({ app: 'a', message: m, channels: ['c'] });
       clock.advance(6);
-      assert.deepEqual(await store.history('a', 'c', brief.id, 10), { found: true, messages: [next], more: false });
+      assert.deepEqual(view(await store.history('a', 'c', brief.id, 10)), { found: true, messages: [next], more: false });
     });
 
     test('apps - inboxes, histories and keys of two apps never mix', async () => {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { MemoryCluster, type MemoryNode } from '../cluster.js';
+import { MemoryCluster, subscribers, type MemoryNode } from '../cluster.js';
 import { clusterContract } from '../contract/cluster.js';
 import { eventually } from '../helpers.js';
 
@@ -20,6 +20,26 @@ describe('cluster in one process (memory network)', { timeout: 60_000 }, () => {
   after(() => cluster.close());
 
   clusterContract(() => [n1, n2, n3]);
+
+  test('recovery - a live copy the bus brings after the recovery sent the stored one is dropped: no duplicate', async () => {
+    const watcher = await n2.connect('lag-watcher', { channels: ['*'] });
+    await watcher.subscribe('lagging');
+    await subscribers(n1, 'lagging', 1);
+    const first = (await n1.publish({ to: { channels: ['lagging'] }, data: 'first', durable: true })).body.id;
+    await watcher.next((f) => f.id === first);
+    // The store has the second message; its bus copy is still on the way to node 2.
+    cluster.network.lag();
+    const second = (await n1.publish({ to: { channels: ['lagging'] }, data: 'second', durable: true })).body.id;
+    const back = await n2.connect('lag-back', { channels: ['*'] });
+    assert.equal((await back.request({ type: 'subscribe', channel: 'lagging', since: first })).recovered, true);
+    assert.deepEqual(back.messages().map((m) => m.id), [second]);
+    cluster.network.catchUp();
+    await watcher.next((f) => f.id === second);
+    const third = (await n1.publish({ to: { channels: ['lagging'] }, data: 'third', durable: true })).body.id;
+    await back.next((f) => f.id === third);
+    assert.deepEqual(back.messages().map((m) => m.id), [second, third]);
+    assert.deepEqual(watcher.messages().map((m) => m.id), [first, second, third]);
+  });
 
   test('leaving - a node that drains and stops leaves the node list, its devices leave presence, and user messages go only to the others', async () => {
     const n4 = await cluster.add();

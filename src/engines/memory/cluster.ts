@@ -43,13 +43,31 @@ export class MemoryNetwork {
     this.store = new MemoryStore({ limits: options.limits });
   }
 
+  #lagging = false;
+
   /** Deliver `payload` to every listener of `topic`, after the current turn (as a network would). */
   publish(topic: string, payload: string): void {
     this.#queue.push([topic, payload]);
-    if (this.#queue.length === 1) setImmediate(() => this.#deliver());
+    if (this.#queue.length === 1 && !this.#lagging) setImmediate(() => this.#deliver());
+  }
+
+  /**
+   * Hold every payload published from now on until {@link catchUp}, as a
+   * network that lags would (the store answers meanwhile): for tests of
+   * what arrives late.
+   */
+  lag(): void {
+    this.#lagging = true;
+  }
+
+  /** Deliver what {@link lag} held, and go on at once again. */
+  catchUp(): void {
+    this.#lagging = false;
+    if (this.#queue.length > 0) setImmediate(() => this.#deliver());
   }
 
   #deliver(): void {
+    if (this.#lagging) return;
     const queue = this.#queue;
     this.#queue = [];
     for (const [topic, payload] of queue) {

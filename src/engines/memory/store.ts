@@ -200,7 +200,9 @@ export class MemoryStore implements Store {
     const messages: StoredMessage[] = [];
     let i = at + 1;
     for (; i < h.length && messages.length < limit; i++) if (live(h[i]!, now)) messages.push(h[i]!);
-    return { found: true, messages, more: i < h.length };
+    // Places are dense and the history is trimmed from its head: the last entry holds the last place.
+    const position = (this.#apps.get(app)?.positions.get(channel) ?? 0) - (h.length - i);
+    return { found: true, messages, more: i < h.length, position };
   }
 
   async sweep(): Promise<number> {

@@ -176,7 +176,7 @@ if from == '' then
   if at < tonumber(ARGV[2]) then return {0} end
   from = s
 end
-local out = {1}
+local out = {1, from}
 local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]) + 1)
 for i = 1, #rows, 2 do
   out[#out + 1] = rows[i + 1]
@@ -375,17 +375,27 @@ export class RedisStore implements Store {
     for (;;) {
       const out = (await HISTORY_READ.run(this.#c, k, [since, minAt, limit, from])) as (number | string)[];
       if (out[0] === 0) return { found: false, messages: [], more: false };
-      const rows = (out.length - 1) / 3;
-      for (let i = 1; i < out.length; i += 3) {
+      // The place read up to: `since`'s, then each row's as it is taken.
+      let position = Number(out[1]);
+      const rows = (out.length - 2) / 3;
+      for (let i = 2; i < out.length; i += 3) {
         const body = out[i + 2] as string | null;
-        from = out[i] as string;
-        if (body === null) continue;
+        if (body === null) {
+          from = out[i] as string;
+          continue;
+        }
         const m = decodeStored(out[i + 1] as string, body);
-        if (m.expires !== undefined && m.expires <= now) continue;
-        if (messages.length === limit) return { found: true, messages, more: true };
+        if (m.expires !== undefined && m.expires <= now) {
+          from = out[i] as string;
+          position = Number(from);
+          continue;
+        }
+        if (messages.length === limit) return { found: true, messages, more: true, position };
+        from = out[i] as string;
+        position = Number(from);
         messages.push(m);
       }
-      if (rows <= limit) return { found: true, messages, more: false };
+      if (rows <= limit) return { found: true, messages, more: false, position };
     }
   }
 

@@ -469,7 +469,7 @@ export class SqliteStore implements Store {
       }
       if (rows.length <= limit) break;
     }
-    return { found: true, messages, more };
+    return { found: true, messages, more, position: seq };
   }
 
   sweep(): Promise<number> {
