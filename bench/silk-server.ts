@@ -4,7 +4,10 @@
  * `--port N`), serving the bench app. Prints `{"system":"silk","port":N}` on
  * stdout once it listens; logs (level warn) go to stderr.
  *
- *   node dist/bench/silk-server.js [--port N] [--limits '{"maxOutboundBytes":…}']
+ *   node dist/bench/silk-server.js [--port N] [--limits '{"maxOutboundBytes":…}'] [--drain]
+ *
+ * With `--drain`, SIGTERM drains the node as `silk serve` does (a
+ * `reconnect` frame and a 1001 close to every client) before it exits.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +17,8 @@ import { pino } from 'pino';
 import { validateConfig } from '../src/config.js';
 import { startNode } from '../src/node.js';
 import { BENCH_APP } from './lib/bench-app.js';
-import { announce, flushDelayBuckets, instrumentServer } from './lib/server-probe.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { announce, flushDelayBuckets, instrumentServer, lateness, LOOP_RESOLUTION_MS } from './lib/server-probe.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,6 +26,7 @@ const { values } = parseArgs({
     limits: { type: 'string', default: '{}' },
     redis: { type: 'string' },
     config: { type: 'string', default: '{}' },
+    drain: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -48,9 +53,23 @@ const config = validateConfig({
   },
 });
 process.on('exit', () => rmSync(config.dataDir, { recursive: true, force: true }));
+const interval = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+interval.enable();
 const node = await startNode(config, { logger: pino({ level: config.logLevel }, pino.destination(2)) });
 instrumentServer(() => ({ ...node.written }), {
   // Cumulative counts of `silk_flush_delay_seconds`, by bucket bound (seconds), read off the node's own /metrics.
   flushDelay: async () => flushDelayBuckets(await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text()),
+  // The event-loop delay since the last call, for figures over time (the window's own stays with reset/stats).
+  interval: () => {
+    const r = interval.count === 0 ? { p99: NaN, max: NaN } : { p99: lateness(interval.percentile(99)), max: lateness(interval.max) };
+    interval.reset();
+    return r;
+  },
 });
+if (values.drain) {
+  process.removeAllListeners('SIGTERM');
+  process.once('SIGTERM', () => {
+    void node.drain().then(() => process.exit(0));
+  });
+}
 announce({ system: 'silk', port: node.port, pid: process.pid });

@@ -229,6 +229,9 @@ export class LeanConn {
         this.#send(0x8a, Buffer.from(b.subarray(p, end)));
       } else if (opcode === 8) {
         this.closeCode = len >= 2 ? b.readUInt16BE(p) : 1005;
+        // Answer the close as a client must (RFC 6455 §5.5.1), so the server need not wait it out.
+        this.#send(0x88, Buffer.from(b.subarray(p, p + Math.min(len, 2))));
+        this.sock.end();
       } else if (opcode !== 10) {
         this.oddities++;
       }

@@ -30,14 +30,14 @@ export interface ServerStats {
  * @param more more commands the server answers
  */
 /** The event-loop probe's timer period, ms. */
-const LOOP_RESOLUTION_MS = 10;
+export const LOOP_RESOLUTION_MS = 10;
 
 /**
  * Node's histogram records the time between the probe timer's runs, so an
  * idle loop reads its period (10.1 ms p50, 10.5 ms p99 here); the delay is
  * what is over the period.
  */
-function lateness(ns: number): number {
+export function lateness(ns: number): number {
   return Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
 }
 
