@@ -201,6 +201,12 @@ async function outcome(clients: Child[], publisher: Child): Promise<Outcome> {
   };
 }
 
+async function teardown(d: Deployment, clients: readonly Child[], publisher: Child | undefined): Promise<void> {
+  await Promise.all(clients.map((c) => c.call('close').catch(() => undefined)));
+  await Promise.all([publisher?.stop(), ...clients.map((c) => c.stop())]);
+  await d.stop();
+}
+
 const cpuUs = (pid: number): number => {
   const c = cpuTime(pid);
   return c === undefined ? NaN : (c.user + c.system) * 1e6;
@@ -274,10 +280,7 @@ async function storm(o: Options): Promise<StormRun> {
       samples,
     };
   } finally {
-    await publisher?.call('close').catch(() => undefined);
-    await Promise.all(clients.map((c) => c.call('close').catch(() => undefined)));
-    await Promise.all([publisher?.stop(), ...clients.map((c) => c.stop())]);
-    await d.stop();
+    await teardown(d, clients, publisher);
   }
 }
 
@@ -333,10 +336,7 @@ async function drain(o: Options): Promise<DrainRun> {
       samples,
     };
   } finally {
-    await publisher?.call('close').catch(() => undefined);
-    await Promise.all(clients.map((c) => c.call('close').catch(() => undefined)));
-    await Promise.all([publisher?.stop(), ...clients.map((c) => c.stop())]);
-    await d.stop();
+    await teardown(d, clients, publisher);
   }
 }
 
