@@ -78,6 +78,8 @@ export interface StormRun extends Outcome {
   readonly recoveryP99Ms: number;
   readonly loopP99: number;
   readonly loopMax: number;
+  /** Longest GC pause in the storm, ms. */
+  readonly gcMax: number;
   readonly catchupFrames: number;
   readonly catchupFramesPerSecond: number;
   /** Frames written per second in the steady phase before the storm. */
@@ -271,6 +273,7 @@ async function storm(o: Options): Promise<StormRun> {
       recoveryP99Ms: quantile(recoveries, 0.99),
       loopP99: stats.loopDelay.p99,
       loopMax: stats.loopDelay.max,
+      gcMax: stats.gc.maxMs,
       catchupFrames,
       catchupFramesPerSecond: catchupFrames / allRecoveredSeconds,
       liveFramesPerSecond,
@@ -353,7 +356,7 @@ export function stormTables(runs: readonly (StormRun | DrainRun)[]): string {
   if (s.length > 0) {
     out.push(
       table(
-        ['clients', 'cut', 'backlog/client', 'failed attempts', 'all recovered s', 'recovery p50 / p99 ms', 'loop p99 ms', 'loop max ms', 'false 4010', 'other closes', 'missing', 'duplicated', 'catch-up frames/s', 'live frames/s', 'µs per frame: live / caught up (÷)'],
+        ['clients', 'cut', 'backlog/client', 'failed attempts', 'all recovered s', 'recovery p50 / p99 ms', 'loop p99 ms', 'loop max ms', 'GC max ms', 'false 4010', 'other closes', 'missing', 'duplicated', 'catch-up frames/s', 'live frames/s', 'µs per frame: live / caught up (÷)'],
         s.map((r) => [
           String(r.clients),
           String(r.cut),
@@ -363,6 +366,7 @@ export function stormTables(runs: readonly (StormRun | DrainRun)[]): string {
           `${ms(r.recoveryP50Ms)} / ${ms(r.recoveryP99Ms)}`,
           ms(r.loopP99),
           ms(r.loopMax),
+          ms(r.gcMax),
           String(r.falseHeartbeatCloses),
           closes(r.closedByServer),
           String(r.missing),
