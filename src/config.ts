@@ -37,6 +37,8 @@ export interface Limits {
   readonly catchupFramesPerTurn: number;
   /** Catch-ups of the node that may read the store at once; the others wait in line. @default 64 */
   readonly catchupConcurrency: number;
+  /** Connections the node opens per turn of the event loop (handshake, session, welcome); the others wait for a later turn. @default 100 */
+  readonly connectsPerTurn: number;
   /** Open connections per app. @default 100000 */
   readonly maxConnectionsPerApp: number;
   /** Server API requests per second per app (0: unlimited). @default 10000 */
@@ -135,6 +137,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxDeferredBytes: 262144,
   catchupFramesPerTurn: 1000,
   catchupConcurrency: 64,
+  connectsPerTurn: 100,
   maxConnectionsPerApp: 100000,
   apiRequestsPerSecond: 10000,
   maxTtlSeconds: 2592000,
@@ -186,6 +189,7 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxDeferredBytes: [1024, 1024 * 1024 * 1024],
   catchupFramesPerTurn: [1, 1_000_000],
   catchupConcurrency: [1, 100_000],
+  connectsPerTurn: [1, 100_000],
   maxConnectionsPerApp: [1, 100_000_000],
   apiRequestsPerSecond: [0, 100_000_000],
   maxTtlSeconds: [1, 10 * 365 * 86400],

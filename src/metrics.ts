@@ -34,6 +34,7 @@ export class Metrics implements GatewayEvents {
   readonly #flushDelay: Histogram;
   readonly #recovery: Histogram;
   #scheduler: CatchupScheduler | null = null;
+  #pacing: () => number = () => 0;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     hub.listen({
@@ -143,12 +144,22 @@ export class Metrics implements GatewayEvents {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });
+    const pacing = (): number => this.#pacing();
+    new Gauge({
+      name: 'silk_connects_waiting',
+      help: 'Connections accepted and waiting for a turn to be set up (limits.connectsPerTurn).',
+      registers: [this.registry],
+      collect() {
+        this.set(pacing());
+      },
+    });
     total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#written().frames);
   }
 
-  /** Where the socket write counts come from (the gateway, on nodes with one). */
-  countWrites(read: () => { writes: number; frames: number }): void {
+  /** Where the socket write counts and the connections waiting for setup come from (the gateway, on nodes with one). */
+  countWrites(read: () => { writes: number; frames: number }, pacing: () => number = () => 0): void {
     this.#written = read;
+    this.#pacing = pacing;
   }
 
   /** The node's catch-up scheduler, read at scrape time; returned for chaining. */

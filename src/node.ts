@@ -42,6 +42,15 @@ const SWEEP_MS = 30_000;
 /** A sweep that removed this many rows may have left more. */
 const SWEEP_BATCH = 1000;
 
+/**
+ * Connections the kernel queues for accept (Linux caps it at
+ * net.core.somaxconn, 4096 by default). Node's default of 511 overflows
+ * when thousands of clients come back at once: with SYN cookies a client
+ * then sends its upgrade on a connection the server never accepted and is
+ * reset (the reconnect storm benchmark saw about 250 of 5,000).
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** Node lifecycle states. */
 export type NodeState = 'running' | 'draining' | 'closed';
 
@@ -156,7 +165,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       events: metrics,
     });
     const g = gateway;
-    metrics.countWrites(() => g.written);
+    metrics.countWrites(() => g.written, () => g.pacing);
   }
   const websocket = new WebSocketTransport({ gateway, maxFrameBytes: config.limits.maxFrameBytes, logger });
   let state: NodeState = 'running';
@@ -222,7 +231,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(config.port, config.host, () => {
+      server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });

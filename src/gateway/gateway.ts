@@ -10,6 +10,7 @@ import { TokenCache, type Grant, type KeyLookup } from '../auth/tokens.js';
 import { SilkError, type ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { Disconnects, type DisconnectReason } from '../protocol/codes.js';
+import { Pacer } from './pacer.js';
 import { Flusher } from '../session/flusher.js';
 import { HeartbeatWheel } from '../session/heartbeat.js';
 import type { SessionLimits } from '../session/limits.js';
@@ -19,6 +20,7 @@ import type { Transport } from '../session/transport.js';
 /** Limits the gateway enforces, with those of its sessions. */
 export interface GatewayLimits extends SessionLimits {
   readonly maxConnectionsPerApp: number;
+  readonly connectsPerTurn: number;
 }
 
 /** Things the gateway reports, for metrics. */
@@ -52,9 +54,11 @@ export class Gateway {
   #seq = 0;
   #draining = false;
   #drained: (() => void) | undefined;
+  readonly #pacer: Pacer;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
+    this.#pacer = new Pacer(options.limits.connectsPerTurn);
     const hub = options.hub;
     // The hub's fan-out batches are handed out at the start of every flush slice.
     this.#flusher = new Flusher({ before: () => hub.distribute(), delay: (ms) => options.events.flushDelay(ms) });
@@ -115,6 +119,20 @@ export class Gateway {
     if (this.#draining) this.end(s, 'draining');
     else this.#o.protocol.open(s);
     return s;
+  }
+
+  /**
+   * Run `connect`, a transport's whole connection setup (admission,
+   * handshake, session, welcome), within `connectsPerTurn` setups per turn
+   * of the loop (see {@link Pacer}).
+   */
+  pace(connect: () => void): void {
+    this.#pacer.pace(connect);
+  }
+
+  /** Connections waiting for a turn to be set up. */
+  get pacing(): number {
+    return this.#pacer.waiting;
   }
 
   /** Close a session for `reason`, with that reason's disconnect. */

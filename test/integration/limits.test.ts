@@ -148,3 +148,22 @@ describe('limits - heartbeat after a stall of the node', () => {
     }
   });
 });
+
+describe('limits - connections set up per turn', () => {
+  test('connectsPerTurn - many clients at once with a budget of one a turn: every one is set up and welcomed, and HTTP is served meanwhile', async () => {
+    const t = await startTestNode({ limits: { connectsPerTurn: 1 } });
+    try {
+      const opening = Array.from({ length: 40 }, (_, i) => t.connect(`burst-${i}`));
+      const health = await fetch(`${t.url}/healthz`);
+      assert.equal(health.status, 200);
+      const clients = await Promise.all(opening);
+      assert.equal(clients.length, 40);
+      for (const c of clients) assert.equal(c.frames[0].type, 'welcome');
+      assert.equal(new Set(clients.map((c) => c.frames[0].connection)).size, 40);
+      const m = await (await fetch(`${t.url}/metrics`)).text();
+      assert.match(m, /^silk_connects_waiting 0$/m);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -75,12 +75,19 @@ export class WebSocketTransport {
   /** Handle an HTTP upgrade request (any path: only {@link CONNECT_PATH} is served). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore);
-    try {
-      this.#upgrade(req, socket, head);
-    } catch (err) {
-      this.#o.logger.error({ err }, 'upgrade failed');
-      if (!socket.destroyed) refuse(socket, new SilkError('internal', 'upgrade failed'));
-    }
+    const run = (): void => {
+      // A client that gave up while it waited for its turn.
+      if (socket.destroyed) return;
+      try {
+        this.#upgrade(req, socket, head);
+      } catch (err) {
+        this.#o.logger.error({ err }, 'upgrade failed');
+        if (!socket.destroyed) refuse(socket, new SilkError('internal', 'upgrade failed'));
+      }
+    };
+    // Paced by the gateway (connectsPerTurn); without a gateway role it is refused at once.
+    if (this.#o.gateway === null) run();
+    else this.#o.gateway.pace(run);
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
