@@ -19,6 +19,7 @@ export interface PublishArgs {
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 let running = false;
+let last: PublishArgs | undefined;
 let loop: Promise<void> | undefined;
 /** Last sequence number acknowledged per channel. */
 let acked: number[] = [];
@@ -71,7 +72,8 @@ async function run(a: PublishArgs): Promise<void> {
 serveParent({
   start(msg) {
     running = true;
-    loop = run(msg as unknown as PublishArgs);
+    last = msg as unknown as PublishArgs;
+    loop = run(last);
     return true;
   },
   async stop() {
@@ -80,4 +82,15 @@ serveParent({
     return { acked, sent, failures, statuses };
   },
   progress: () => ({ sent, failures }),
+  /** Stop sending for a while (the numbering goes on at `resume`). */
+  async pause() {
+    running = false;
+    await loop;
+    return true;
+  },
+  resume(msg) {
+    running = true;
+    loop = run({ ...(last as PublishArgs), ...(msg as Partial<PublishArgs>) });
+    return true;
+  },
 });

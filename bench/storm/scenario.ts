@@ -86,8 +86,9 @@ export interface StormRun extends Outcome {
   readonly liveFramesPerSecond: number;
   /**
    * Server CPU µs per frame, above the idle node's (heartbeats): live in the
-   * steady phase (publishing included), caught up in the storm (less its live
-   * frames and its handshakes at the steady costs). See bench/README.md.
+   * steady phase (publishing included); caught up in a second cut round with
+   * the publisher paused while the clients come back, less the handshakes at
+   * their measured cost. See bench/README.md.
    */
   readonly liveFrameUs: number;
   readonly catchupFrameUs: number;
@@ -245,12 +246,10 @@ async function storm(o: Options): Promise<StormRun> {
     const series = sampler(node.child, node.port);
     const m0 = await readMetrics(node.port);
     await node.child.call('reset');
-    const t0 = cpuUs(node.child.pid);
     const cuts = await Promise.all(
       clients.map((c) => c.call<{ cut: number; ms: number; recoveries: number[] }>('cut', { awayMs: o.awayMs, concurrency: 1000 }, 300_000)),
     );
     const stats = await node.child.call<ServerStats>('stats');
-    const cpu = cpuUs(node.child.pid) - t0 - idleUsPerSecond * (o.awayMs / 1000 + Math.max(...cuts.map((c) => c.ms)) / 1000);
     const m1 = await readMetrics(node.port);
     await sleep(1000);
     const samples = await series.stop();
@@ -259,9 +258,21 @@ async function storm(o: Options): Promise<StormRun> {
     const recoveries = cuts.flatMap((c) => c.recoveries);
     const allRecoveredSeconds = Math.max(...cuts.map((c) => c.ms)) / 1000;
     const catchupFrames = m1.catchupFrames - m0.catchupFrames;
-    const frames = stats.extra['frames']!;
-    // The storm's CPU less what its live frames and its handshakes cost at the steady rates, per caught-up frame.
-    const catchupFrameUs = (cpu - (frames - catchupFrames) * liveFrameUs - (m1.opened - m0.opened) * connectUs) / catchupFrames;
+
+    // A second round for what a caught-up frame costs: the same cut, with the publisher paused as the
+    // clients come back, so the node's CPU above idle is the handshakes (at their measured cost) and
+    // the catch-ups alone.
+    const pausing = sleep(o.awayMs).then(() => publisher!.call('pause'));
+    const q0 = { cpu: cpuUs(node.child.pid), m: await readMetrics(node.port), at: performance.now() };
+    await Promise.all(clients.map((c) => c.call('cut', { awayMs: o.awayMs, concurrency: 1000 }, 300_000)));
+    await pausing;
+    await sleep(500);
+    const q1 = { cpu: cpuUs(node.child.pid), m: await readMetrics(node.port), at: performance.now() };
+    const quietFrames = q1.m.catchupFrames - q0.m.catchupFrames;
+    const quietCpu = q1.cpu - q0.cpu - idleUsPerSecond * ((q1.at - q0.at) / 1000);
+    const catchupFrameUs = (quietCpu - (q1.m.opened - q0.m.opened) * connectUs) / quietFrames;
+    await publisher.call('resume');
+    await sleep(1000);
     const out = await outcome(clients, publisher);
     return {
       kind: 'storm',
