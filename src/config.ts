@@ -6,11 +6,17 @@
  * command-line flags. `docs/configuration.md` documents each key.
  */
 
-/** One tenant: its id, the secret that signs its connection tokens, its API key. */
+/**
+ * One tenant: its id, the secret that signs its connection tokens, its API
+ * key, and during a rotation the ones they replace (still accepted until
+ * removed).
+ */
 export interface AppConfig {
   readonly id: string;
   readonly secret: string;
   readonly apiKey: string;
+  readonly previousSecret?: string;
+  readonly previousApiKey?: string;
 }
 
 /** Bounds on every buffer, queue and rate. */
@@ -220,7 +226,7 @@ const TOP_KEYS = new Set([
   'advertiseUrl',
   'limits',
 ]);
-const APP_KEYS = new Set(['id', 'secret', 'apiKey']);
+const APP_KEYS = new Set(['id', 'secret', 'apiKey', 'previousSecret', 'previousApiKey']);
 
 function fail(key: string, what: string, got: unknown): never {
   throw new ConfigError(`${key} ${what}, got ${JSON.stringify(got) ?? String(got)}`);
@@ -346,6 +352,14 @@ function string(key: string, v: unknown, minLength = 1): string {
   return v;
 }
 
+/** A secret or key: as {@link string}, but an error never repeats the value (it ends up in logs). */
+function secretString(key: string, v: unknown, minLength: number): string {
+  if (typeof v !== 'string' || v.length < minLength) {
+    throw new ConfigError(`${key} must be a string of at least ${minLength} characters, got ${typeof v === 'string' ? `${v.length} characters` : typeof v}`);
+  }
+  return v;
+}
+
 function validateApps(v: unknown): AppConfig[] {
   if (!Array.isArray(v)) fail('apps', 'must be an array', v);
   const ids = new Set<string>();
@@ -357,13 +371,26 @@ function validateApps(v: unknown): AppConfig[] {
     const id = string(`${where}.id`, raw['id']);
     if (!APP_ID.test(id)) fail(`${where}.id`, 'must be 1–64 characters of A-Z a-z 0-9 _ -', id);
     // HS256 wants a key at least as long as the hash (RFC 7518 §3.2).
-    const secret = string(`${where}.secret`, raw['secret'], 32);
-    const apiKey = string(`${where}.apiKey`, raw['apiKey'], 16);
+    const secret = secretString(`${where}.secret`, raw['secret'], 32);
+    const apiKey = secretString(`${where}.apiKey`, raw['apiKey'], 16);
+    const previousSecret = raw['previousSecret'] === undefined ? undefined : secretString(`${where}.previousSecret`, raw['previousSecret'], 32);
+    const previousApiKey = raw['previousApiKey'] === undefined ? undefined : secretString(`${where}.previousApiKey`, raw['previousApiKey'], 16);
     if (ids.has(id)) fail(`${where}.id`, 'is used by another app', id);
-    if (keys.has(apiKey)) throw new ConfigError(`${where}.apiKey is used by another app`);
+    if (previousSecret === secret) throw new ConfigError(`${where}.previousSecret is the same as its secret`);
+    if (previousApiKey === apiKey) throw new ConfigError(`${where}.previousApiKey is the same as its apiKey`);
+    for (const [k, key] of [['apiKey', apiKey], ['previousApiKey', previousApiKey]] as const) {
+      if (key === undefined) continue;
+      if (keys.has(key)) throw new ConfigError(`${where}.${k} is used by another app`);
+      keys.add(key);
+    }
     ids.add(id);
-    keys.add(apiKey);
-    return { id, secret, apiKey };
+    return {
+      id,
+      secret,
+      apiKey,
+      ...(previousSecret !== undefined ? { previousSecret } : {}),
+      ...(previousApiKey !== undefined ? { previousApiKey } : {}),
+    };
   });
 }
 

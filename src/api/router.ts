@@ -6,7 +6,7 @@
  * live in `routes/`, one file per concern; docs/http-api.md is the
  * reference.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { App, Apps } from '../core/apps.js';
@@ -61,10 +61,12 @@ function match(shape: readonly string[], seg: readonly string[]): string[] | und
   return params;
 }
 
+/**
+ * Whether `given` is `expected`, in a time that depends on neither: the
+ * digests are compared (same length, whatever the keys'), in constant time.
+ */
 function keyMatches(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(expected).digest());
 }
 
 export class HttpApi {
@@ -89,9 +91,12 @@ export class HttpApi {
         res.destroy();
         return;
       }
+      const e = err as SilkError;
+      // The code and the path only: never a header (the API key), never the body.
+      this.#o.logger.debug({ code: e.code, status: e.status, method: req.method, path: (req.url ?? '/').split('?')[0] }, 'request refused');
       // After a refused body, close rather than read the rest of it.
-      if ((err as SilkError).code === 'payload_too_large') res.setHeader('connection', 'close');
-      failure(res, err as SilkError);
+      if (e.code === 'payload_too_large') res.setHeader('connection', 'close');
+      failure(res, e);
     });
   }
 
@@ -133,6 +138,10 @@ export class HttpApi {
     if (h === undefined || !h.startsWith('Bearer ')) {
       throw new SilkError('unauthorized', 'send the app API key as `Authorization: Bearer <apiKey>`');
     }
-    if (!keyMatches(h.slice(7).trim(), app.apiKey)) throw new SilkError('unauthorized', `wrong API key for app ${app.id}`);
+    const given = h.slice(7).trim();
+    // Both compared, whichever matches, so the time taken does not say which key it was.
+    const current = keyMatches(given, app.apiKey);
+    const previous = app.previousApiKey !== undefined && keyMatches(given, app.previousApiKey);
+    if (!current && !previous) throw new SilkError('unauthorized', `wrong API key for app ${app.id}`);
   }
 }

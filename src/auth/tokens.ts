@@ -28,33 +28,44 @@ export interface Grant {
  */
 export class VerifyKey {
   readonly #verify: (token: string) => Record<string, unknown>;
+  /** The secret being rotated out: a token whose signature the current one refuses may still carry it. */
+  readonly #previous: ((token: string) => Record<string, unknown>) | undefined;
 
-  constructor(secret: string) {
-    this.#verify = createVerifier({ key: Buffer.from(secret, 'utf8'), algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+  constructor(secret: string, previous?: string) {
+    const verifier = (s: string) => createVerifier({ key: Buffer.from(s, 'utf8'), algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+    this.#verify = verifier(secret);
+    this.#previous = previous === undefined ? undefined : verifier(previous);
   }
 
   /** The token's claims once its signature, `alg`, `exp`, `nbf` and `crit` check out; throws fast-jwt's TokenError. */
   claims(token: string): Record<string, unknown> {
-    return this.#verify(token);
+    try {
+      return this.#verify(token);
+    } catch (err) {
+      // Only a signature the current secret refuses is tried with the previous one: anything else is the token's own fault.
+      if (this.#previous === undefined || !(err instanceof TokenError) || err.code !== TokenError.codes.invalidSignature) throw err;
+      return this.#previous(token);
+    }
   }
 }
 
 /** Looks up an app's signing key; undefined for unknown apps. */
 export type KeyLookup = (app: string) => VerifyKey | undefined;
 
-/** An app secret as a {@link VerifyKey}. */
-export function verifyKey(secret: string): VerifyKey {
-  return new VerifyKey(secret);
+/** An app secret (and the one it replaces, during a rotation) as a {@link VerifyKey}. */
+export function verifyKey(secret: string, previous?: string): VerifyKey {
+  return new VerifyKey(secret, previous);
 }
 
 /**
  * The signing keys of the apps in `apps`, read per call: a key is made once
- * per app secret and the same object is returned while the secret stays
- * (which {@link TokenCache} relies on), a new one once it changes, none once
- * the app is gone.
+ * per app secret (with its previous one) and the same object is returned
+ * while they stay (which {@link TokenCache} relies on), a new one once
+ * either changes (so a token verified with a previous secret that was since
+ * removed is verified again, and refused), none once the app is gone.
  */
 export function keysOf(apps: Apps): KeyLookup {
-  const made = new Map<string, { secret: string; key: VerifyKey }>();
+  const made = new Map<string, { secret: string; previous: string | undefined; key: VerifyKey }>();
   return (id) => {
     const app = apps.get(id);
     if (app === undefined) {
@@ -62,8 +73,8 @@ export function keysOf(apps: Apps): KeyLookup {
       return undefined;
     }
     let k = made.get(id);
-    if (k === undefined || k.secret !== app.secret) {
-      k = { secret: app.secret, key: new VerifyKey(app.secret) };
+    if (k === undefined || k.secret !== app.secret || k.previous !== app.previousSecret) {
+      k = { secret: app.secret, previous: app.previousSecret, key: new VerifyKey(app.secret, app.previousSecret) };
       made.set(id, k);
     }
     return k.key;

@@ -3,11 +3,17 @@
  * app through it, so apps can change while the node runs.
  */
 
-/** One tenant: its id, the secret that signs its connection tokens, its API key. */
+/**
+ * One tenant: its id, the secret that signs its connection tokens, its API
+ * key. During a rotation the previous secret and API key are accepted too,
+ * until they are removed.
+ */
 export interface App {
   readonly id: string;
   readonly secret: string;
   readonly apiKey: string;
+  readonly previousSecret?: string;
+  readonly previousApiKey?: string;
 }
 
 export interface Apps {

@@ -111,8 +111,26 @@ describe('config', () => {
       [{ apps: [{ secret: 'x'.repeat(40), apiKey: 'k'.repeat(20) }] }, 'apps[0].id'],
       [{ apps: [app('acme', 1), app('acme', 2)] }, 'apps[1].id'],
       [{ apps: [app('acme', 1), { ...app('globex', 2), apiKey: app('acme', 1)['apiKey'] }] }, 'apps[1].apiKey'],
+      [{ apps: [{ ...app('acme', 1), previousSecret: 'short' }] }, 'apps[0].previousSecret'],
+      [{ apps: [{ ...app('acme', 1), previousSecret: app('acme', 1)['secret'] }] }, 'apps[0].previousSecret'],
+      [{ apps: [{ ...app('acme', 1), previousApiKey: app('acme', 1)['apiKey'] }] }, 'apps[0].previousApiKey'],
+      [{ apps: [app('acme', 1), { ...app('globex', 2), previousApiKey: app('acme', 1)['apiKey'] }] }, 'apps[1].previousApiKey'],
+      [{ apps: [{ ...app('acme', 1), previousApiKey: 'p'.repeat(20) }, { ...app('globex', 2), apiKey: 'p'.repeat(20) }] }, 'apps[1].apiKey'],
     ];
     for (const [file, key] of bad) rejects(() => validateConfig(file), key);
+  });
+
+  test('validateConfig - an app may carry the secret and API key it is rotating out; errors never repeat a secret or key', () => {
+    const ok = validateConfig({ apps: [{ ...app('acme', 1), previousSecret: 'p'.repeat(32), previousApiKey: 'q'.repeat(16) }] });
+    assert.equal(ok.apps[0]!.previousSecret, 'p'.repeat(32));
+    assert.equal(ok.apps[0]!.previousApiKey, 'q'.repeat(16));
+    for (const [field, value] of [['secret', 'tooshort-secret-zz'], ['apiKey', 'shortkey-zz'], ['previousSecret', 'tooshort-prev-zz'], ['previousApiKey', 'prevkey-zz']]) {
+      assert.throws(
+        () => validateConfig({ apps: [{ ...app('acme', 1), [field!]: value }] }),
+        (err: Error) => err.message.includes(`apps[0].${field}`) && !err.message.includes(value!),
+        field,
+      );
+    }
   });
 
   test('validateConfig - Redis Cluster seeds share scheme and credentials, and name no database', () => {

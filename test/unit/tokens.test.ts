@@ -90,3 +90,22 @@ test('tokens that are not yet valid, carry an unknown critical header or use ano
   assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 'u', exp: exp - 120 }), keyOf)), 'token_expired');
   assert.equal(code(() => verifyToken(hmac({ alg: 'HS256' }, { app: 'a', sub: 7, exp }), keyOf)), 'token_invalid');
 });
+
+test('rotation - a token of the previous secret verifies while the app keeps it, and is refused once it is removed, cached or not', async () => {
+  const { AppRegistry } = await import('../../src/apps/registry.js');
+  const { keysOf } = await import('../../src/auth/tokens.js');
+  const apps = new AppRegistry([{ id: 'r', secret: 'new-secret-0123456789-0123456789', apiKey: 'k'.repeat(16), previousSecret: 'old-secret-0123456789-0123456789' }]);
+  const keys = keysOf(apps);
+  const cache = new TokenCache(10);
+  const old = await signToken({ app: 'r', user: 'u', secret: 'old-secret-0123456789-0123456789', ttlSeconds: 60 });
+  const fresh = await signToken({ app: 'r', user: 'u', secret: 'new-secret-0123456789-0123456789', ttlSeconds: 60 });
+  const wrong = await signToken({ app: 'r', user: 'u', secret: 'not-a-secret-of-this-app-012345', ttlSeconds: 60 });
+  assert.equal(cache.verify(old, keys).user, 'u');
+  assert.equal(cache.verify(fresh, keys).user, 'u');
+  assert.equal(code(() => cache.verify(wrong, keys)), 'token_invalid');
+  const expiredOld = await signToken({ app: 'r', user: 'u', secret: 'old-secret-0123456789-0123456789', ttlSeconds: -5 });
+  assert.equal(code(() => verifyToken(expiredOld, keys)), 'token_expired', 'the previous secret still checks expiry');
+  apps.set({ id: 'r', secret: 'new-secret-0123456789-0123456789', apiKey: 'k'.repeat(16) });
+  assert.equal(code(() => cache.verify(old, keys)), 'token_invalid', 'the cached grant of the old secret is not honoured');
+  assert.equal(cache.verify(fresh, keys).user, 'u');
+});

@@ -102,7 +102,11 @@ export class WebSocketTransport {
     try {
       grant = gateway.admit(q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('token'));
     } catch (err) {
-      if (err instanceof SilkError) return refuse(socket, err);
+      if (err instanceof SilkError) {
+        // The code only: the URL carries the token.
+        this.#o.logger.debug({ code: err.code, status: err.status, remote: req.socket.remoteAddress }, 'upgrade refused');
+        return refuse(socket, err);
+      }
       throw err;
     }
     if (socket.destroyed) return;
