@@ -1,6 +1,6 @@
 /**
  * Files every node serves as they are, on GET and HEAD: the browser SDK
- * bundle at `/sdk/silk.js` and the demo page at `/`.
+ * bundle at `/sdk/silk.js`, the demo page at `/` and its icon.
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -11,6 +11,8 @@ import type { PathHandler } from './router.js';
 const FILES: readonly { path: readonly string[]; file: string; contentType: string }[] = [
   { path: ['/sdk/silk.js'], file: '../../sdk/silk.js', contentType: 'text/javascript; charset=utf-8' },
   { path: ['/', '/index.html'], file: '../../../demo/index.html', contentType: 'text/html; charset=utf-8' },
+  // Browsers ask for /favicon.ico whatever the page says; an SVG answers both.
+  { path: ['/favicon.svg', '/favicon.ico'], file: '../../../demo/favicon.svg', contentType: 'image/svg+xml' },
 ];
 
 /** Read the files and answer their paths; a missing one is logged and not served. */

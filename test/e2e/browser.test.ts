@@ -40,10 +40,20 @@ describe('browser', { skip: present ? false : `${CHROMIUM} is not installed`, ti
     await t?.close();
   });
 
+  /** Failed requests and console errors of the demo pages. */
+  const problems: string[] = [];
+
   /** Open the demo page and connect as `user`, subscribed to `channels`. */
   async function demo(user: string, channels: string[]): Promise<Page> {
     const page = await browser.newPage();
     page.on('pageerror', (err) => assert.fail(`page error: ${err.message}`));
+    // What a user would see in the console: failed requests (a missing icon) and logged errors.
+    page.on('response', (r) => {
+      if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`);
+    });
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
     await page.goto(t.url + '/');
     await page.fill('#user', user);
     await page.click('#connect');
@@ -83,6 +93,7 @@ describe('browser', { skip: present ? false : `${CHROMIUM} is not installed`, ti
     await ben.click('#publish');
     await ben.waitForSelector('#published:has-text("202")');
     await ann.waitForSelector('#log li:has-text("ben")');
+    assert.deepEqual(problems, [], 'no failed request and no console error');
     await ann.close();
     await ben.close();
   });

@@ -42,4 +42,11 @@ test('static - the SDK bundle and the demo page are served', async () => {
   assert.match(await sdk.text(), /SilkClient/);
   const page = await fetch(t.url + '/');
   assert.match(await page.text(), /<title>Silk demo<\/title>/);
+  // The icon every browser asks for: no 404 in the console.
+  for (const path of ['/favicon.ico', '/favicon.svg']) {
+    const icon = await fetch(t.url + path);
+    assert.equal(icon.status, 200, path);
+    assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
+    assert.match(await icon.text(), /^<svg /);
+  }
 });
