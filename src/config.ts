@@ -37,6 +37,8 @@ export interface Limits {
   readonly maxFramesPerSecond: number;
   /** Bytes queued for one connection before it is closed as a slow consumer. @default 4194304 */
   readonly maxOutboundBytes: number;
+  /** Bytes queued for all connections of the node together; over it the largest queues are cut first. @default 268435456 */
+  readonly maxOutboundBytesTotal: number;
   /** Bytes of client frames that may wait while a connection catches up from the store, before it is closed. @default 262144, or maxFrameBytes if larger */
   readonly maxDeferredBytes: number;
   /** Stored messages all catch-ups of the node may send per turn of the event loop (a store read counts as one). @default 1000 */
@@ -140,6 +142,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxSubscriptionsPerConnection: 128,
   maxFramesPerSecond: 100,
   maxOutboundBytes: 4194304,
+  maxOutboundBytesTotal: 268435456,
   maxDeferredBytes: 262144,
   catchupFramesPerTurn: 1000,
   catchupConcurrency: 64,
@@ -192,6 +195,7 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   maxSubscriptionsPerConnection: [1, 100_000],
   maxFramesPerSecond: [1, 1_000_000],
   maxOutboundBytes: [1024, 1024 * 1024 * 1024],
+  maxOutboundBytesTotal: [1024, 1024 * 1024 * 1024 * 1024],
   maxDeferredBytes: [1024, 1024 * 1024 * 1024],
   catchupFramesPerTurn: [1, 1_000_000],
   catchupConcurrency: [1, 100_000],

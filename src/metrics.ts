@@ -21,6 +21,14 @@ const O_N_DEFAULTS = [
   'silk_nodejs_active_resources_total',
 ];
 
+/** What the metrics read off the gateway at scrape time. */
+export interface GatewayGauges {
+  readonly written: { writes: number; frames: number };
+  readonly pacing: number;
+  readonly outboundBytes: number;
+  readonly shed: number;
+}
+
 export class Metrics implements GatewayEvents {
   readonly registry = new Registry();
   readonly #frameErrors = new Map<string, number>();
@@ -30,11 +38,10 @@ export class Metrics implements GatewayEvents {
   #evicted = 0;
   #storeErrors = 0;
   #busReceived = 0;
-  #written: () => { writes: number; frames: number } = () => ({ writes: 0, frames: 0 });
   readonly #flushDelay: Histogram;
   readonly #recovery: Histogram;
   #scheduler: CatchupScheduler | null = null;
-  #pacing: () => number = () => 0;
+  #gateway: GatewayGauges | null = null;
 
   constructor(hub: Hub, apps: () => readonly string[]) {
     hub.listen({
@@ -113,7 +120,7 @@ export class Metrics implements GatewayEvents {
     total('silk_inbox_evicted_total', 'Inbox messages dropped because an inbox was over its caps.', () => this.#evicted);
     total('silk_store_errors_total', 'Store operations that failed (the request got store_unavailable).', () => this.#storeErrors);
     total('silk_bus_received_total', 'Messages and signals this node received from the bus (its own share included).', () => this.#busReceived);
-    total('silk_socket_writes_total', 'Writes to client sockets (each carries one or more frames).', () => this.#written().writes);
+    total('silk_socket_writes_total', 'Writes to client sockets (each carries one or more frames).', () => this.#gateway?.written.writes ?? 0);
     this.#flushDelay = new Histogram({
       name: 'silk_flush_delay_seconds',
       help: 'Time frames wait in this process for their socket write, from the first frame queued for a connection to the write (one wait in 16 is sampled).',
@@ -144,22 +151,27 @@ export class Metrics implements GatewayEvents {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });
-    const pacing = (): number => this.#pacing();
-    new Gauge({
-      name: 'silk_connects_waiting',
-      help: 'Connections accepted and waiting for a turn to be set up (limits.connectsPerTurn).',
-      registers: [this.registry],
-      collect() {
-        this.set(pacing());
-      },
-    });
-    total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#written().frames);
+    const gw = (): GatewayGauges | null => this.#gateway;
+    const gauge = (name: string, help: string, read: (g: GatewayGauges) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const g = gw();
+          this.set(g === null ? 0 : read(g));
+        },
+      });
+    };
+    gauge('silk_connects_waiting', 'Connections accepted and waiting for a turn to be set up (limits.connectsPerTurn).', (g) => g.pacing);
+    gauge('silk_outbound_bytes', 'Bytes queued for all connections of the node, in Silk and in their sockets (limits.maxOutboundBytesTotal).', (g) => g.outboundBytes);
+    total('silk_outbound_shed_total', 'Connections cut because the node went over limits.maxOutboundBytesTotal, the largest queues first.', () => gw()?.shed ?? 0);
+    total('silk_frames_written_total', 'Frames written to client sockets; divided by silk_socket_writes_total, the coalescing.', () => this.#gateway?.written.frames ?? 0);
   }
 
-  /** Where the socket write counts and the connections waiting for setup come from (the gateway, on nodes with one). */
-  countWrites(read: () => { writes: number; frames: number }, pacing: () => number = () => 0): void {
-    this.#written = read;
-    this.#pacing = pacing;
+  /** Where the socket writes, the connections waiting for setup and the outbound bytes come from (the gateway, on nodes with one). */
+  watchGateway(g: GatewayGauges): void {
+    this.#gateway = g;
   }
 
   /** The node's catch-up scheduler, read at scrape time; returned for chaining. */

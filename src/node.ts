@@ -165,7 +165,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       events: metrics,
     });
     const g = gateway;
-    metrics.countWrites(() => g.written, () => g.pacing);
+    metrics.watchGateway(g);
   }
   const websocket = new WebSocketTransport({ gateway, maxFrameBytes: config.limits.maxFrameBytes, logger });
   let state: NodeState = 'running';

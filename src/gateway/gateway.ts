@@ -79,6 +79,8 @@ export class Gateway {
         if (s.live) this.#forget(s, code);
       },
       gone: (s) => this.#gone(s),
+      outbound: { total: 0 },
+      shed: () => this.#shed(),
     };
   }
 
@@ -156,9 +158,43 @@ export class Gateway {
     this.#o.logger.debug({ app: s.app, user: s.user, connection: s.id, reason }, 'connection closed');
   }
 
+  /** Bytes queued for all sessions, here and in their transports (see `maxOutboundBytesTotal`). */
+  get outboundBytes(): number {
+    return this.#ctx.outbound.total;
+  }
+
+  /** Sessions cut to keep the node within `maxOutboundBytesTotal`. */
+  shed = 0;
+
+  /**
+   * The node holds more outbound bytes than `maxOutboundBytesTotal`: cut the
+   * sessions holding the most until it is back under nine tenths of it (so
+   * the next pass is at least a tenth of the budget away). Sessions already
+   * closing go first; the others are closed with `slow_consumer` and cut at
+   * once, since a client that does not read would not read the close frame
+   * either, and only a cut socket gives its buffer back.
+   */
+  #shed(): void {
+    const out = this.#ctx.outbound;
+    const target = this.#o.limits.maxOutboundBytesTotal * 0.9;
+    const by = [...this.#all].filter((s) => s.outboundBytes > 0);
+    // Closing ones first (their buffers are dead weight), then the largest.
+    by.sort((a, b) => (a.live === b.live ? b.outboundBytes - a.outboundBytes : a.live ? 1 : -1));
+    for (const s of by) {
+      if (out.total <= target) break;
+      if (s.live) {
+        this.shed++;
+        this.#forget(s, 'slow_consumer');
+        s.disconnect(Disconnects.slow_consumer);
+      }
+      s.terminate();
+    }
+  }
+
   /** The transport is gone. */
   #gone(s: Session): void {
     if (s.live) this.#forget(s, 'client');
+    s.released();
     this.#all.delete(s);
     if (this.#all.size === 0) this.#drained?.();
   }

@@ -4,6 +4,8 @@ export interface SessionLimits {
   readonly maxFramesPerSecond: number;
   /** Bytes queued for one connection (with its transport's buffer) before it is closed as `slow_consumer`. */
   readonly maxOutboundBytes: number;
+  /** Bytes queued for all connections of the node together before the largest are cut (see `SessionContext.shed`). */
+  readonly maxOutboundBytesTotal: number;
   /** Bytes of client frames that may wait out a catch-up before it is closed with `request_overflow`. */
   readonly maxDeferredBytes: number;
   /** Channels one connection may be subscribed to. */

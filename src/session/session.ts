@@ -68,6 +68,10 @@ export interface SessionContext {
   broken(s: Session, code: ErrorCode, detail: string): void;
   /** The transport is gone (closed by either side). */
   gone(s: Session): void;
+  /** Bytes queued for every session of the node, here and in their transports (kept by the sessions). */
+  readonly outbound: { total: number };
+  /** `outbound.total` went over `maxOutboundBytesTotal`: cut the largest until it is back under. */
+  shed(): void;
 }
 
 /** What a token grants a session. */
@@ -129,6 +133,8 @@ export class Session implements Peer, Flushable, Beating {
   #queuedFrames = 0;
   /** The transport's `buffered` when last read (at the last flush, or at a limit check). */
   #buffered = 0;
+  /** What this session adds to the node's `outbound.total` (its queued and buffered bytes when last counted). */
+  #counted = 0;
   #catchup: Catchup | null = null;
   /**
    * Per recovered channel, the history place its recovery read up to (see
@@ -168,6 +174,18 @@ export class Session implements Peer, Flushable, Beating {
   /** Bytes waiting to be written: queued here and buffered in the transport. */
   get pending(): number {
     return this.#queued + this.#transport.buffered;
+  }
+
+  /** The bytes this session holds as the node-wide budget counts them (queued, and buffered when last read). */
+  get outboundBytes(): number {
+    return this.#counted;
+  }
+
+  /** Bring this session's share of the node's outbound total up to date. */
+  #account(): void {
+    const now = this.#queued + this.#buffered;
+    this.ctx.outbound.total += now - this.#counted;
+    this.#counted = now;
   }
 
   /** Whether the transport asks for a pause until it drains. */
@@ -249,7 +267,18 @@ export class Session implements Peer, Flushable, Beating {
     // second, only when the figure from then is over the limit.
     if (this.#queued + this.#buffered > max) {
       this.#buffered = this.#transport.buffered;
-      if (this.#queued + this.#buffered > max) return this.end('slow_consumer');
+      if (this.#queued + this.#buffered > max) {
+        this.#queued -= bytes.length;
+        return this.end('slow_consumer');
+      }
+    }
+    const out = this.ctx.outbound;
+    out.total += bytes.length;
+    this.#counted += bytes.length;
+    if (out.total > this.ctx.limits.maxOutboundBytesTotal) {
+      // The node is over its budget: the largest queues go, perhaps this one.
+      this.ctx.shed();
+      if (this.state === 'closed') return;
     }
     this.#queuedFrames += frames;
     const q = this.#queue;
@@ -341,6 +370,7 @@ export class Session implements Peer, Flushable, Beating {
         const t = this.#transport;
         t.write(Array.isArray(q) ? Buffer.concat(q, bytes) : q);
         this.#buffered = t.buffered;
+        this.#account();
         const w = this.ctx.written;
         w.writes++;
         w.frames += frames;
@@ -352,13 +382,25 @@ export class Session implements Peer, Flushable, Beating {
     }
   }
 
-  /** Drop whatever is queued and stop accepting deliveries (the session is over). */
+  /**
+   * Drop whatever is queued and stop accepting deliveries (the session is
+   * over). What its transport still buffers stays counted until it is gone
+   * ({@link released}).
+   */
   halt(): void {
     this.state = 'closed';
     this.#queue = null;
     this.#queued = 0;
     this.#queuedFrames = 0;
     this.#catchup = null;
+    this.#account();
+  }
+
+  /** The transport is gone, and its buffer with it: nothing of this session is counted any more. */
+  released(): void {
+    this.#queued = 0;
+    this.#buffered = 0;
+    this.#account();
   }
 
   /** End the transport with a disconnect (after {@link halt}). */
@@ -366,8 +408,9 @@ export class Session implements Peer, Flushable, Beating {
     this.#transport.disconnect(d);
   }
 
-  /** Cut the transport at once. */
+  /** Cut the transport at once (its buffer is dropped with it). */
   terminate(): void {
     this.#transport.terminate();
+    this.released();
   }
 }

@@ -167,3 +167,53 @@ describe('limits - connections set up per turn', () => {
     }
   });
 });
+
+describe('limits - the node-wide outbound budget', () => {
+  test('maxOutboundBytesTotal - clients that stop reading are cut, the largest first, and the node holds no more than the budget; a reading client is served throughout', async () => {
+    const budget = 8 * 1024 * 1024;
+    const t = await startTestNode({ limits: { maxOutboundBytes: 64 * 1024 * 1024, maxOutboundBytesTotal: budget } });
+    try {
+      const gauge = async (): Promise<{ bytes: number; shed: number }> => {
+        const m = await (await fetch(`${t.url}/metrics`)).text();
+        const v = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(m)?.[1] ?? NaN);
+        return { bytes: v('silk_outbound_bytes'), shed: v('silk_outbound_shed_total') };
+      };
+      const online = async (user: string): Promise<boolean> => (await t.api('GET', `/v1/apps/acme/users/${user}`)).body.online;
+      const heavy = await RawClient.open(t.node.port, `/v1/connect?token=${await t.token('heavy')}`);
+      const lights = await Promise.all(Array.from({ length: 6 }, async (_, i) => RawClient.open(t.node.port, `/v1/connect?token=${await t.token(`light-${i}`)}`)));
+      const reader = await t.connect('reader');
+      const chunk = 'x'.repeat(32 * 1024);
+      let sent = 0;
+      const peak = { bytes: 0 };
+      const send = async (users: string[]): Promise<void> => {
+        const res = await t.publish({ to: { users: [...users, 'reader'] }, data: { n: sent++, chunk } });
+        assert.equal(res.status, 202);
+        const g = await gauge();
+        peak.bytes = Math.max(peak.bytes, g.bytes);
+        assert.ok(g.bytes <= budget, `the node holds ${g.bytes} bytes, over the budget of ${budget}`);
+      };
+      // One client that stops reading takes the most.
+      for (let i = 0; i < 200; i++) await send(['heavy']);
+      assert.equal(await online('heavy'), true, 'under the budget nobody is cut');
+      assert.equal((await gauge()).shed, 0);
+      // Then several more: once the node is over its budget, the largest goes first.
+      const lightUsers = lights.map((_, i) => `light-${i}`);
+      for (let i = 0; i < 600 && (await gauge()).shed === 0; i++) await send(lightUsers);
+      assert.equal((await gauge()).shed, 1, 'one cut was enough to get back under');
+      await eventually(async () => assert.equal(await online('heavy'), false));
+      for (const u of lightUsers) assert.equal(await online(u), true, `${u} holds less than heavy and stays`);
+      // On and on: the others go too, the node never over its budget.
+      for (let i = 0; i < 1500 && (await gauge()).shed < 7; i++) await send(lightUsers);
+      assert.ok((await gauge()).shed >= 2);
+      assert.ok(peak.bytes > budget / 2, `the run filled the budget (peak ${peak.bytes})`);
+      // The reading client got every message and is still connected.
+      await reader.next((f) => f.type === 'message' && f.data.n === sent - 1, 20_000);
+      assert.equal(reader.messages().length, sent);
+      assert.equal(await online('reader'), true);
+      heavy.destroy();
+      for (const l of lights) l.destroy();
+    } finally {
+      await t.close();
+    }
+  });
+});
