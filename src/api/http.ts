@@ -53,6 +53,11 @@ export function segments(path: string): string[] {
   }
 }
 
+/** How long the rest of an over-long body is read and dropped before its socket is cut, ms. */
+const LINGER_MS = 1000;
+
+function drop(): void {}
+
 /** Read a JSON body of at most `limit` bytes. */
 export function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
@@ -73,8 +78,12 @@ export function readJson(req: IncomingMessage, limit: number): Promise<unknown> 
       if (size > limit) {
         done();
         reject(new SilkError('payload_too_large', `the body is over limits.maxBodyBytes (${limit} bytes)`));
-        // Read no further (as an abandoned iterator does): the rest of a large body is not worth receiving.
-        req.destroy();
+        // Keep no more of it, but go on reading (and dropping) it for a moment: a socket closed with
+        // unread bytes is reset, and the reset would destroy the 413 on its way to the client (a
+        // lingering close). The answer says `Connection: close`; the socket goes at the latest then.
+        req.on('data', drop);
+        req.resume();
+        setTimeout(() => req.destroy(), LINGER_MS).unref();
         return;
       }
       chunks.push(chunk);
