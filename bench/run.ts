@@ -10,6 +10,7 @@ import { fanout, fanoutCharts } from './fanout/scenario.js';
 import { idle, idleCharts } from './idle/scenario.js';
 import { micro } from './micro/scenario.js';
 import { scale } from './scale/scenario.js';
+import { fuzzScenario } from './fuzz/scenario.js';
 import { slowScenario } from './slow/scenario.js';
 import { stormCharts, stormScenario } from './storm/scenario.js';
 import { unicast, unicastCharts } from './unicast/scenario.js';
@@ -17,7 +18,7 @@ import { renderCharts, type BarChart } from './lib/charts.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout, unicast, idle, durable, cluster, scale, stormScenario, slowScenario, micro];
+const SCENARIOS: readonly Scenario[] = [fanout, unicast, idle, durable, cluster, scale, stormScenario, slowScenario, fuzzScenario, micro];
 
 /** Draw the charts of saved results files again (after a change to the charts, without running anything). */
 async function redraw(files: string[]): Promise<void> {
