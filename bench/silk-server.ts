@@ -49,6 +49,9 @@ const config = validateConfig({
     apiRequestsPerSecond: 0,
     maxFramesPerSecond: 1000,
     maxConnectionsPerApp: 100_000,
+    // Every load client is on loopback: one address for all of them.
+    maxConnectionsPerAddress: 100_000_000,
+    connectsPerAddressPerSecond: 1_000_000,
     ...(JSON.parse(values.limits) as Record<string, number>),
   },
 });

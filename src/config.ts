@@ -5,6 +5,7 @@
  * Precedence, lowest first: defaults, the JSON file, environment variables,
  * command-line flags. `docs/configuration.md` documents each key.
  */
+import { isIP } from 'node:net';
 
 /**
  * One tenant: its id, the secret that signs its connection tokens, its API
@@ -47,6 +48,10 @@ export interface Limits {
   readonly catchupConcurrency: number;
   /** Connections the node opens per turn of the event loop (handshake, session, welcome); the others wait for a later turn. @default 100 */
   readonly connectsPerTurn: number;
+  /** Open connections from one client address on this node. @default 10000 */
+  readonly maxConnectionsPerAddress: number;
+  /** Connections one client address may open per second on this node (a bucket of as many). @default 1000 */
+  readonly connectsPerAddressPerSecond: number;
   /** Open connections per app. @default 100000 */
   readonly maxConnectionsPerApp: number;
   /** Server API requests per second per app (0: unlimited). @default 10000 */
@@ -98,6 +103,8 @@ export interface Config {
   readonly nodeTtlSeconds: number;
   /** The URL this node is reached at, listed by `GET /v1/nodes`. @default "http://<host>:<port>" */
   readonly advertiseUrl: string | null;
+  /** Peers whose `X-Forwarded-For` is believed (proxies in front of Silk), as IP addresses. @default [] */
+  readonly trustedProxies: readonly string[];
   readonly limits: Limits;
 }
 
@@ -147,6 +154,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   catchupFramesPerTurn: 1000,
   catchupConcurrency: 64,
   connectsPerTurn: 100,
+  maxConnectionsPerAddress: 10000,
+  connectsPerAddressPerSecond: 1000,
   maxConnectionsPerApp: 100000,
   apiRequestsPerSecond: 10000,
   maxTtlSeconds: 2592000,
@@ -174,6 +183,7 @@ export const DEFAULTS: Config = Object.freeze({
   roles: ['gateway', 'api'] as Role[],
   nodeTtlSeconds: 6,
   advertiseUrl: null,
+  trustedProxies: [],
   limits: DEFAULT_LIMITS,
 });
 
@@ -200,6 +210,8 @@ const LIMIT_RANGES: Record<keyof Limits, readonly [number, number]> = {
   catchupFramesPerTurn: [1, 1_000_000],
   catchupConcurrency: [1, 100_000],
   connectsPerTurn: [1, 100_000],
+  maxConnectionsPerAddress: [1, 100_000_000],
+  connectsPerAddressPerSecond: [1, 1_000_000],
   maxConnectionsPerApp: [1, 100_000_000],
   apiRequestsPerSecond: [0, 100_000_000],
   maxTtlSeconds: [1, 10 * 365 * 86400],
@@ -228,6 +240,7 @@ const TOP_KEYS = new Set([
   'roles',
   'nodeTtlSeconds',
   'advertiseUrl',
+  'trustedProxies',
   'limits',
 ]);
 const APP_KEYS = new Set(['id', 'secret', 'apiKey', 'previousSecret', 'previousApiKey']);
@@ -364,6 +377,14 @@ function secretString(key: string, v: unknown, minLength: number): string {
   return v;
 }
 
+function validateProxies(v: unknown): string[] {
+  if (!Array.isArray(v)) fail('trustedProxies', 'must be an array of IP addresses', v);
+  return v.map((a: unknown, i) => {
+    if (typeof a !== 'string' || isIP(a) === 0) fail(`trustedProxies[${i}]`, 'must be an IP address such as "10.0.0.2" or "::1"', a);
+    return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  });
+}
+
 function validateApps(v: unknown): AppConfig[] {
   if (!Array.isArray(v)) fail('apps', 'must be an array', v);
   const ids = new Set<string>();
@@ -442,6 +463,7 @@ export function validateConfig(file: unknown): Config {
   if (file['roles'] !== undefined) c.roles = validateRoles('roles', file['roles']);
   if (file['nodeTtlSeconds'] !== undefined) c.nodeTtlSeconds = seconds('nodeTtlSeconds', file['nodeTtlSeconds'], 1, 300);
   if (file['advertiseUrl'] !== undefined) c.advertiseUrl = url('advertiseUrl', file['advertiseUrl'], ['http:', 'https:']);
+  if (file['trustedProxies'] !== undefined) c.trustedProxies = validateProxies(file['trustedProxies']);
   if (file['limits'] !== undefined) c.limits = validateLimits(file['limits']);
   // A message must fit in an empty inbox, or storing it would evict it at once.
   if (c.limits.inboxMaxBytes < c.limits.maxMessageBytes) {

@@ -167,7 +167,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     const g = gateway;
     metrics.watchGateway(g);
   }
-  const websocket = new WebSocketTransport({ gateway, maxFrameBytes: config.limits.maxFrameBytes, logger });
+  const websocket = new WebSocketTransport({ gateway, maxFrameBytes: config.limits.maxFrameBytes, trustedProxies: new Set(config.trustedProxies), logger });
   let state: NodeState = 'running';
   const paths = new Map<string, PathHandler>([
     ...opsPaths({

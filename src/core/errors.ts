@@ -79,6 +79,11 @@ export const ErrorCodes = {
     description: 'The app backend disconnected the user through the server API.',
   },
   too_many_connections: { status: 503, description: 'The app holds `limits.maxConnectionsPerApp` connections.' },
+  address_limit: {
+    status: 429,
+    description:
+      'The client address holds `limits.maxConnectionsPerAddress` connections on this node, or opened `limits.connectsPerAddressPerSecond` in the last second.',
+  },
   draining: {
     status: 503,
     description: 'The node is shutting down: it refuses new connections and closes open ones.',

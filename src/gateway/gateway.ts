@@ -10,6 +10,7 @@ import { TokenCache, type Grant, type KeyLookup } from '../auth/tokens.js';
 import { SilkError, type ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { Disconnects, type DisconnectReason } from '../protocol/codes.js';
+import { AddressTable, type AddressLimits } from './addresses.js';
 import { Pacer } from './pacer.js';
 import { Flusher } from '../session/flusher.js';
 import { HeartbeatWheel } from '../session/heartbeat.js';
@@ -18,7 +19,7 @@ import { Session, type Protocol, type SessionContext, type WriteCounts } from '.
 import type { Transport } from '../session/transport.js';
 
 /** Limits the gateway enforces, with those of its sessions. */
-export interface GatewayLimits extends SessionLimits {
+export interface GatewayLimits extends SessionLimits, AddressLimits {
   readonly maxConnectionsPerApp: number;
   readonly connectsPerTurn: number;
 }
@@ -55,10 +56,12 @@ export class Gateway {
   #draining = false;
   #drained: (() => void) | undefined;
   readonly #pacer: Pacer;
+  readonly #addresses: AddressTable;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
     this.#pacer = new Pacer(options.limits.connectsPerTurn);
+    this.#addresses = new AddressTable(options.limits);
     const hub = options.hub;
     // The hub's fan-out batches are handed out at the start of every flush slice.
     this.#flusher = new Flusher({ before: () => hub.distribute(), delay: (ms) => options.events.flushDelay(ms) });
@@ -98,8 +101,11 @@ export class Gateway {
    * Whether a connection with `token` may open now.
    * @throws SilkError `draining`, `token_missing`, `token_invalid`, `token_expired`, `app_not_found`, `too_many_connections`
    */
-  admit(token: string | null): Grant {
+  admit(token: string | null, address: string): Grant {
     if (this.#draining) throw new SilkError('draining', 'the node is shutting down; connect elsewhere');
+    const refused = this.#addresses.refuse(address, Date.now());
+    if (refused === 'count') throw new SilkError('address_limit', `this address holds ${this.#o.limits.maxConnectionsPerAddress} connections`);
+    if (refused === 'rate') throw new SilkError('address_limit', `this address opened ${this.#o.limits.connectsPerAddressPerSecond} connections in the last second`);
     const grant = this.#tokens.verify(token, this.#o.keyOf);
     // A transport opens the session in the same turn as it admits it (the WebSocket transport
     // completes the handshake synchronously), so a burst cannot overshoot the limit
@@ -110,9 +116,11 @@ export class Gateway {
     return grant;
   }
 
-  /** Open the session of an admitted connection on `transport`. */
-  open(transport: Transport, grant: Grant): Session {
-    const s = new Session(this.#ctx, transport, this.#o.nodeId + '.' + (++this.#seq).toString(36), grant, Date.now());
+  /** Open the session of an admitted connection from `address` on `transport`. */
+  open(transport: Transport, grant: Grant, address: string): Session {
+    const now = Date.now();
+    const s = new Session(this.#ctx, transport, this.#o.nodeId + '.' + (++this.#seq).toString(36), grant, now, address);
+    this.#addresses.opened(address, now);
     this.#all.add(s);
     this.#wheel.add(s);
     this.#o.hub.add(s);
@@ -195,6 +203,7 @@ export class Gateway {
   #gone(s: Session): void {
     if (s.live) this.#forget(s, 'client');
     s.released();
+    if (this.#all.has(s)) this.#addresses.closed(s.address, Date.now());
     this.#all.delete(s);
     if (this.#all.size === 0) this.#drained?.();
   }

@@ -109,6 +109,8 @@ export class Session implements Peer, Flushable, Beating {
   readonly patterns: readonly string[] | null;
   /** Token expiry, ms since the epoch. */
   readonly expires: number;
+  /** The client's address (the peer, or what a trusted proxy says). */
+  readonly address: string;
   readonly ctx: SessionContext;
   /** Owned by the hub (see {@link Peer.channels}). */
   channels: string | Set<string> | null = null;
@@ -144,8 +146,9 @@ export class Session implements Peer, Flushable, Beating {
   /** Not flushed yet: the first flush tells the transport (see {@link Transport.opened}). */
   #fresh = true;
 
-  constructor(ctx: SessionContext, transport: Transport, id: string, grant: SessionGrant, now: number) {
+  constructor(ctx: SessionContext, transport: Transport, id: string, grant: SessionGrant, now: number, address = '') {
     this.ctx = ctx;
+    this.address = address;
     this.#transport = transport;
     this.#encoding = ctx.protocol.encoding(transport);
     this.id = id;

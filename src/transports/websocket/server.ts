@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Grant } from '../../auth/tokens.js';
 import { SilkError } from '../../core/errors.js';
+import { clientAddress } from '../../gateway/addresses.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { WsConnection } from './connection.js';
 
@@ -21,15 +22,18 @@ export interface WebSocketTransportOptions {
   readonly gateway: Gateway | null;
   /** Largest inbound message (ws closes with 1009 above it). */
   readonly maxFrameBytes: number;
+  /** Peers whose `X-Forwarded-For` names the client (config `trustedProxies`). */
+  readonly trustedProxies: ReadonlySet<string>;
   readonly logger: Logger;
 }
 
 /** Write a JSON error response on a socket that has not been upgraded, then close it. */
 function refuse(socket: Duplex, err: SilkError): void {
   const body = JSON.stringify(err.toJSON());
-  const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : 'Error';
+  const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : err.status === 429 ? 'Too Many Requests' : 'Error';
   socket.end(
     `HTTP/1.1 ${err.status} ${reason}\r\nContent-Type: application/json\r\n` +
+      (err.status === 429 ? 'Retry-After: 1\r\n' : '') +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -98,9 +102,10 @@ export class WebSocketTransport {
     if (path !== CONNECT_PATH || gateway === null) {
       return refuse(socket, new SilkError('not_found', gateway === null ? 'this node has no gateway role' : `no WebSocket route ${path}`));
     }
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.#o.trustedProxies);
     let grant: Grant;
     try {
-      grant = gateway.admit(q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('token'));
+      grant = gateway.admit(q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('token'), address);
     } catch (err) {
       if (err instanceof SilkError) {
         // The code only: the URL carries the token.
@@ -115,10 +120,10 @@ export class WebSocketTransport {
     socket.cork();
     // With no verifyClient, ws completes the handshake (and the gateway opens the session, counting
     // it against the app's connection limit) or refuses it before handleUpgrade returns.
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as WsConnection, socket, gateway, grant));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as WsConnection, socket, gateway, grant, address));
   }
 
-  #open(c: WsConnection, socket: Duplex, gateway: Gateway, grant: Grant): void {
+  #open(c: WsConnection, socket: Duplex, gateway: Gateway, grant: Grant, address: string): void {
     c.holdHandshake(socket);
     c.keepFragments();
     c.on('message', onMessage);
@@ -126,7 +131,7 @@ export class WebSocketTransport {
     c.on('ping', onSeen);
     c.on('close', onClose);
     c.on('error', onError);
-    c.session = gateway.open(c, grant);
+    c.session = gateway.open(c, grant, address);
   }
 
   close(): void {
