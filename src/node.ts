@@ -220,12 +220,16 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   sweeper.unref();
 
   const server: Server = createServer(
-    { requestTimeout: HTTP_REQUEST_TIMEOUT_MS, headersTimeout: HTTP_HEADERS_TIMEOUT_MS },
+    // The timeouts are checked once a second (Node's default is every 30 s, which would let a slow request hold its socket for up to 30 s more).
+    { requestTimeout: HTTP_REQUEST_TIMEOUT_MS, headersTimeout: HTTP_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     (req, res) => api.handle(req, res),
   );
   server.on('upgrade', (req, socket, head) => websocket.handleUpgrade(req, socket, head));
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: Error & { code?: string }, socket) => {
+    // A request too slow to arrive (slowloris) is 408, headers too large 431, anything else unreadable 400.
+    const status =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     else socket.destroy();
   });
   try {
