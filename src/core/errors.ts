@@ -78,6 +78,10 @@ export const ErrorCodes = {
     status: 200,
     description: 'The app backend disconnected the user through the server API.',
   },
+  storage_full: {
+    status: 507,
+    description: "The store's disk is full: nothing of the request was stored. Retry once the operator has freed space; the node accepts again by itself.",
+  },
   too_many_connections: { status: 503, description: 'The app holds `limits.maxConnectionsPerApp` connections.' },
   address_limit: {
     status: 429,

@@ -58,6 +58,7 @@ export class Inbox {
   #failed(err: unknown, app: string, user: string, log: string, message: string): SilkError {
     this.#o.events.storeError();
     this.#o.logger.warn({ err: err instanceof SilkError ? err.message : err, app, user }, log);
+    if (err instanceof SilkError && err.code === 'storage_full') return new SilkError('storage_full', `${message} (the store is full)`);
     return new SilkError('store_unavailable', message);
   }
 }

@@ -91,7 +91,7 @@ export class Publisher {
 
   /**
    * Send one checked message.
-   * @throws SilkError `store_unavailable` (nothing stored: retry), `idempotency_key_in_use`
+   * @throws SilkError `store_unavailable` (nothing stored: retry), `storage_full` (nothing stored: the disk is full), `idempotency_key_in_use`
    */
   async send(app: string, p: PublishRequest): Promise<Sent> {
     await this.#o.ids.ensure(1);
@@ -157,6 +157,10 @@ export class Publisher {
     } catch (err) {
       if (err instanceof SilkError && err.code === 'idempotency_key_in_use') throw err;
       this.#o.events.storeError();
+      if (err instanceof SilkError && err.code === 'storage_full') {
+        this.#o.logger.warn({ code: err.code, app, id }, 'store write failed: disk full');
+        throw new SilkError('storage_full', 'the message was not stored: the store is full; retry later');
+      }
       this.#o.logger.warn({ err, app, id }, 'store write failed');
       throw new SilkError('store_unavailable', 'the message was not stored; retry');
     }

@@ -31,6 +31,7 @@ import type {
   WriteRequest,
   WriteResult,
 } from '../../core/store.js';
+import { SilkError } from '../../core/errors.js';
 import { migrate } from './schema.js';
 
 export const DB_FILE = 'silk.db';
@@ -78,6 +79,11 @@ function toMessage(r: MessageRow): StoredMessage {
   if (r.event !== null) m.event = r.event;
   if (r.expires !== null) m.expires = r.expires;
   return m;
+}
+
+/** SQLite's "database or disk is full" as Silk's `storage_full`; any other error as it is. */
+function asFull(err: unknown): unknown {
+  return (err as { code?: unknown } | null)?.code === 'SQLITE_FULL' ? new SilkError('storage_full', "the store's disk is full") : err;
 }
 
 /** An inbox's running totals; `next` is a lower bound on its earliest expiry (null: none expires). */
@@ -234,14 +240,15 @@ export class SqliteStore implements Store {
       } catch (err) {
         this.#totals.clear();
         // The commit itself failed (disk full, I/O error): nothing in the batch is stored.
-        for (const op of ops) op.reject(err);
+        const e = asFull(err);
+        for (const op of ops) op.reject(e);
         return;
       }
     }
     for (let i = 0; i < ops.length; i++) {
       const r = results[i]!;
       if (r.ok) ops[i]!.resolve(r.value as never);
-      else ops[i]!.reject(r.value);
+      else ops[i]!.reject(asFull(r.value));
     }
   }
 
