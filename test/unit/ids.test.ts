@@ -78,3 +78,26 @@ test('ids - with the store down, ids run out into store_unavailable and come bac
   await ids.ensure(1);
   assert.equal(typeof ids.next(), 'bigint');
 });
+
+test('ids - a wall clock that jumps back an hour (and forward again) never makes an id go back', async () => {
+  let now = Date.now();
+  const store = new MemoryStore({ limits: CONTRACT_LIMITS });
+  const ids = new BlockIds(store, { blockSize: 100, maxBlockAgeMs: 1000, clock: () => now });
+  let last = 0n;
+  const take = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      await ids.ensure(1);
+      const id = ids.next();
+      assert.ok(id > last, `${id} after ${last}`);
+      last = id;
+    }
+  };
+  await take(250);
+  now -= 3_600_000; // NTP steps the clock back an hour
+  await take(250);
+  now += 5000; // time goes on, still behind the ids handed out
+  await take(250);
+  now += 7_200_000; // and past them again: ids follow the clock once more
+  await take(10);
+  assert.ok(last >= BigInt(now) * 1000n, 'back on the clock');
+});
