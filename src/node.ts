@@ -51,6 +51,9 @@ const SWEEP_BATCH = 1000;
  */
 const LISTEN_BACKLOG = 4096;
 
+/** Longest a stopping node waits for the HTTP requests in flight before it cuts them, ms. */
+const STOP_REQUESTS_MS = 5000;
+
 /** Node lifecycle states. */
 export type NodeState = 'running' | 'draining' | 'closed';
 
@@ -219,10 +222,15 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   }, SWEEP_MS);
   sweeper.unref();
 
+  let stopping = false;
   const server: Server = createServer(
     // The timeouts are checked once a second (Node's default is every 30 s, which would let a slow request hold its socket for up to 30 s more).
     { requestTimeout: HTTP_REQUEST_TIMEOUT_MS, headersTimeout: HTTP_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
-    (req, res) => api.handle(req, res),
+    (req, res) => {
+      // A stopping node answers what reaches it on open connections, and closes each after its answer.
+      if (stopping) res.shouldKeepAlive = false;
+      api.handle(req, res);
+    },
   );
   server.on('upgrade', (req, socket, head) => websocket.handleUpgrade(req, socket, head));
   server.on('clientError', (err: Error & { code?: string }, socket) => {
@@ -254,9 +262,16 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
 
   const stop = async (): Promise<void> => {
     state = 'closed';
+    stopping = true;
+    // Requests in flight are answered first (a publish cut here could be stored and never sent on),
+    // within STOP_REQUESTS_MS; idle keep-alive connections close at once.
     await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
+      const cut = setTimeout(() => server.closeAllConnections(), STOP_REQUESTS_MS);
+      server.close(() => {
+        clearTimeout(cut);
+        resolve();
+      });
+      server.closeIdleConnections();
     });
     clearInterval(sweeper);
     websocket.close();

@@ -76,6 +76,8 @@ export abstract class ClusterBus implements Bus, HubListener {
   /** Channels with local subscribers that have had durable messages, by app and channel. */
   readonly #order = new Map<string, Order>();
   #orderTimer: NodeJS.Timeout | undefined;
+  /** Publishes on their way out: a stopping node sends them before it lets go of its connections. */
+  readonly #sending = new Set<Promise<void>>();
 
   constructor(options: ClusterBusOptions) {
     this.#o = options;
@@ -96,6 +98,8 @@ export abstract class ClusterBus implements Bus, HubListener {
   }
 
   async close(): Promise<void> {
+    // What this node accepted (answered 202, stored) still reaches the other nodes' clients.
+    await Promise.allSettled([...this.#sending]);
     this.#handler = undefined;
     clearTimeout(this.#orderTimer);
     this.#order.clear();
@@ -196,9 +200,11 @@ export abstract class ClusterBus implements Bus, HubListener {
   }
 
   publish(m: BusMessage): void {
-    this.#publish(m).catch((err: unknown) =>
+    const p = this.#publish(m).catch((err: unknown) =>
       this.#o.logger.warn({ err: (err as Error).message, app: m.app }, 'bus publish failed: online devices miss it (durable messages stay stored)'),
     );
+    this.#sending.add(p);
+    void p.finally(() => this.#sending.delete(p));
   }
 
   async #publish(m: BusMessage): Promise<void> {
