@@ -12,13 +12,14 @@ import { micro } from './micro/scenario.js';
 import { scale } from './scale/scenario.js';
 import { fuzzScenario } from './fuzz/scenario.js';
 import { slowScenario } from './slow/scenario.js';
+import { soakCharts, soakScenario } from './soak/scenario.js';
 import { stormCharts, stormScenario } from './storm/scenario.js';
 import { unicast, unicastCharts } from './unicast/scenario.js';
 import { renderCharts, type BarChart } from './lib/charts.js';
 import { stopAll } from './lib/proc.js';
 import type { Scenario } from './lib/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fanout, unicast, idle, durable, cluster, scale, stormScenario, slowScenario, fuzzScenario, micro];
+const SCENARIOS: readonly Scenario[] = [fanout, unicast, idle, durable, cluster, scale, stormScenario, slowScenario, fuzzScenario, soakScenario, micro];
 
 /** Draw the charts of saved results files again (after a change to the charts, without running anything). */
 async function redraw(files: string[]): Promise<void> {
@@ -28,6 +29,7 @@ async function redraw(files: string[]): Promise<void> {
     unicast: unicastCharts,
     idle: idleCharts,
     storm: stormCharts,
+    soak: soakCharts,
     durable: durableCharts,
   };
   const charts: { file: string; chart: BarChart }[] = [];

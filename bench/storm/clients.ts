@@ -116,6 +116,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function open(cl: Client, again: boolean): Promise<boolean> {
   for (let attempt = 0; attempt < 20 && !stopping; attempt++) {
     if (await openOnce(cl, again)) return true;
+    // As the SDK does with several URLs: the next node, after a pause.
+    cl.node = (cl.node + 1) % args!.ports.length;
     await sleep(250 + Math.random() * 250);
   }
   return false;
@@ -202,6 +204,23 @@ serveParent({
       if (await open(c, true)) recoveries.push(now() - s);
     });
     return { cut: gone.length, ms: now() - t0, recoveries };
+  },
+  /**
+   * Reset a random `fraction` of the live clients' connections (RST) and
+   * bring each back after `awayMs`, in the background; returns how many.
+   */
+  churn(msg) {
+    const { fraction, awayMs } = msg as { fraction: number; awayMs: number };
+    const gone = clients.filter((c) => c.conn !== null && Math.random() < fraction);
+    for (const c of gone) {
+      c.cut = true;
+      const conn = c.conn!;
+      c.conn = null;
+      conn.open = false;
+      conn.sock.resetAndDestroy();
+    }
+    setTimeout(() => void pool(gone, 200, (c) => open(c, true)), awayMs);
+    return gone.length;
   },
   /** Recovery times since the last `cut` (or since connecting, for a drain's reconnects). */
   recoveries: () => recoveries,

@@ -10,6 +10,8 @@ import { serveParent } from '../lib/proc.js';
 
 export interface PublishArgs {
   readonly port: number;
+  /** Nodes to fall back on, in turn, while `port` fails (a restart). */
+  readonly fallbacks?: readonly number[];
   readonly app: string;
   readonly apiKey: string;
   readonly channels: number;
@@ -45,6 +47,8 @@ async function run(a: PublishArgs): Promise<void> {
   const every = 1000 / a.ticksPerSecond;
   let seq = acked.length === 0 ? 0 : acked[0]! + 1;
   let due = performance.now();
+  const ports = [a.port, ...(a.fallbacks ?? [])];
+  let at = 0;
   while (running) {
     const messages = [];
     for (let k = 0; k < a.channels; k++) {
@@ -52,10 +56,11 @@ async function run(a: PublishArgs): Promise<void> {
     }
     const body = JSON.stringify({ messages });
     for (;;) {
-      const status = await post(a.port, path, headers, body);
+      const status = await post(ports[at % ports.length]!, path, headers, body);
       statuses[status] = (statuses[status] ?? 0) + 1;
       if (status === 202) break;
       failures++;
+      at++;
       if (!running) return;
       await new Promise((r) => setTimeout(r, 50));
     }
