@@ -150,6 +150,17 @@ async function openOnce(cl: Client, again: boolean): Promise<boolean> {
   }
 }
 
+/** Break these clients' paths: their TCP connections reset (RST), as a network that drops them would. */
+function reset(gone: readonly Client[]): void {
+  for (const c of gone) {
+    c.cut = true;
+    const conn = c.conn!;
+    c.conn = null;
+    conn.open = false;
+    conn.sock.resetAndDestroy();
+  }
+}
+
 async function pool(items: readonly Client[], concurrency: number, fn: (c: Client) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -189,13 +200,7 @@ serveParent({
   async cut(msg) {
     const { awayMs, concurrency } = msg as { awayMs: number; concurrency: number };
     const gone = clients.filter((c) => c.index % 2 === 0 && c.conn !== null);
-    for (const c of gone) {
-      c.cut = true;
-      const conn = c.conn!;
-      c.conn = null;
-      conn.open = false;
-      conn.sock.resetAndDestroy();
-    }
+    reset(gone);
     await sleep(awayMs);
     recoveries = [];
     const t0 = now();
@@ -212,13 +217,7 @@ serveParent({
   churn(msg) {
     const { fraction, awayMs } = msg as { fraction: number; awayMs: number };
     const gone = clients.filter((c) => c.conn !== null && Math.random() < fraction);
-    for (const c of gone) {
-      c.cut = true;
-      const conn = c.conn!;
-      c.conn = null;
-      conn.open = false;
-      conn.sock.resetAndDestroy();
-    }
+    reset(gone);
     setTimeout(() => void pool(gone, 200, (c) => open(c, true)), awayMs);
     return gone.length;
   },
